@@ -1,0 +1,3 @@
+from gum_mcp.cli import main
+
+raise SystemExit(main())

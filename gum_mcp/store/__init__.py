@@ -1,0 +1,66 @@
+"""The store: SQLite is the single source of truth for a person's user model.
+
+`Store` is one object with synchronous (blocking) methods, grouped by idea in the modules of
+this package. Async callers use `store.aio.<method>(...)`, which runs the same method in a worker
+thread.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio.to_thread
+
+from gum_mcp.config import Settings
+from gum_mcp.store.accounting import Accounting
+from gum_mcp.store.db import Database
+from gum_mcp.store.export import Export
+from gum_mcp.store.feedback import FeedbackLog
+from gum_mcp.store.forget import AfterForgetHook, ForgetHook, Forgetting
+from gum_mcp.store.inbox import Inbox
+from gum_mcp.store.propositions import Propositions, StaleBatch
+from gum_mcp.store.redaction import Redactor
+
+__all__ = ["StaleBatch", "Store"]
+
+
+class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redactor = Redactor(settings.redact_patterns)
+        self.max_observation_chars = settings.max_observation_chars
+        self.forget_hooks: list[ForgetHook] = []
+        self.after_forget_hooks: list[AfterForgetHook] = []
+        self.db = Database(settings.db_path, durability=settings.durability)
+        self.aio = _Async(self)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Store:
+        return cls(settings)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Async:
+    """`store.aio.name(...)` awaits `store.name(...)` in a worker thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self._store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
+
+        call.__name__ = name
+        return call

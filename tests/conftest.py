@@ -1,0 +1,60 @@
+"""Shared fixtures. Fixtures that live in their own modules are re-exported here."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gum_mcp.config import Settings, load_settings
+from gum_mcp.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+TRACES = REPO.parent / "shared" / "traces"
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    """Settings for a test: nothing from the developer's environment or .env files leaks in,
+    except where the embedding model lives (installed once per machine)."""
+    env = {key: os.environ[key] for key in ("GUM_MODELS_DIR",) if key in os.environ}
+    return load_settings(env=env, cwd=data_dir, data_dir=data_dir, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store.open(settings) as opened:
+        yield opened
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02) -> object:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def gum_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """An environment for a gum-mcp subprocess on `data_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUM_", "OPENAI_", "ANTHROPIC_"))}
+    env["GUM_DATA_DIR"] = str(data_dir)
+    if "GUM_MODELS_DIR" in os.environ:
+        env["GUM_MODELS_DIR"] = os.environ["GUM_MODELS_DIR"]
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
