@@ -52,10 +52,17 @@ def _open_store(settings: Settings):
 
 # -- commands
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.llm.base import read_budget_state
+    from gum_mcp.llm.factory import not_configured_reason
+
     with _open_store(settings) as store:
         stats = store.stats()
+        budget = read_budget_state(settings, store)
+    llm = {"provider": settings.llm_provider, "problem": not_configured_reason(settings),
+           "tokens_today": budget.used, "daily_budget": budget.budget or None,
+           "paused_until": budget.paused_until.isoformat() if budget.paused else None}
     if args.json:
-        _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json")})
+        _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json"), "llm": llm})
         return 0
     obs = stats.observations
     print(f"data dir      {settings.data_dir}")
@@ -63,6 +70,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"propositions  {stats.propositions_current} current, {stats.propositions_retired} retired")
     print(f"evidence      {stats.evidence_links} links; feedback {stats.feedback}")
     print(f"llm calls     {stats.llm_calls} ({stats.tokens_today} tokens today)")
+    print(f"llm provider  {settings.llm_provider}: {llm['problem'] or 'configured'}")
+    if budget.paused:
+        print(f"llm budget    spent ({budget.used} of {budget.budget}); paused until {llm['paused_until']}")
     for item in stats.failed:
         print(f"failed        observation {item.id}: {item.last_error}  (gum-mcp retry)")
     return 0
@@ -210,6 +220,18 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if status.available else 1
 
 
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.doctor import run_checks
+
+    checks = run_checks(settings, llm=not args.offline)
+    if args.json:
+        _emit_json([check.__dict__ for check in checks])
+    else:
+        for check in checks:
+            print(check.line())
+    return 1 if any(check.level == "FAIL" for check in checks) else 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gum_mcp.server import serve
 
@@ -240,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
 
     command("status", cmd_status, "Counts, pending and failed work.")
+
+    p = command("doctor", cmd_doctor, "Check the installation, the data dir and the LLM provider.")
+    p.add_argument("--offline", action="store_true", help="skip the LLM provider call")
 
     p = command("list", cmd_list, "List current propositions.")
     p.add_argument("--limit", type=int, default=20, help="how many (1-1000, default 20)")

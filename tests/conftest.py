@@ -12,6 +12,7 @@ import pytest
 
 from gum_mcp.config import Settings, load_settings
 from gum_mcp.store import Store
+from tests.fake_provider import fake_provider  # noqa: F401  (a fixture, re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
 TRACES = REPO.parent / "shared" / "traces"

@@ -1,0 +1,193 @@
+"""Anthropic Messages API, and Anthropic-compatible servers through `ANTHROPIC_BASE_URL`.
+
+Structured output is a forced tool call: one tool whose `input_schema` is the reply schema and
+`tool_choice={"type": "tool", "name": ...}`; the tool's input is the reply. Images are base64
+`image` blocks placed before the text of the last user message.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+from pydantic import BaseModel
+
+from gum_mcp.config import Settings
+from gum_mcp.llm.base import (
+    Accounting,
+    LLMProvider,
+    RawReply,
+    TransportFailure,
+    describe,
+    image_media_type,
+    inline_refs,
+    is_retryable_status,
+    parse_retry_after,
+    short,
+    tool_name,
+)
+
+DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_VISION_MODEL = "claude-sonnet-4-6"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+PLACEHOLDER_KEY = "not-needed"
+MAX_OUTPUT_TOKENS = 8192
+
+
+def tool_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The reply schema as a tool `input_schema` (an object schema, refs inlined where possible)."""
+    result = inline_refs(copy.deepcopy(schema.model_json_schema()))
+    result.setdefault("type", "object")
+    return result
+
+
+def _content(text: str, images: Sequence[bytes]) -> str | list[dict[str, Any]]:
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [
+        {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": image_media_type(image),
+                "data": base64.b64encode(image).decode("ascii"),
+            },
+        }
+        for image in images
+    ]
+    parts.append({"type": "text", "text": text})
+    return parts
+
+
+def build_messages(messages: list[dict[str, str]], images: Sequence[bytes]) -> list[dict[str, Any]]:
+    """Messages API turns; the images go with the last user message of the caller's conversation."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        content = _content(message["content"], images) if i == last_user else message["content"]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+class AnthropicProvider(LLMProvider):
+    name = "anthropic"
+
+    def __init__(
+        self,
+        settings: Settings,
+        accounting: Accounting | None,
+        *,
+        model: str | None = None,
+        vision_model: str | None = None,
+    ) -> None:
+        super().__init__(
+            settings,
+            accounting,
+            model=model or settings.model or DEFAULT_MODEL,
+            vision_model=vision_model or settings.vision_model or settings.model or DEFAULT_VISION_MODEL,
+        )
+        self.base_url = settings.anthropic_base_url
+        self._client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key or PLACEHOLDER_KEY,
+            base_url=settings.anthropic_base_url or DEFAULT_BASE_URL,
+            timeout=settings.llm_timeout,
+            max_retries=0,  # our own retry loop sees and accounts every attempt
+            open_telemetry=False,  # never put prompts into spans
+        )
+        self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def _tool(self, schema: type[BaseModel]) -> dict[str, Any]:
+        if schema not in self._schemas:
+            self._schemas[schema] = tool_schema(schema)
+        description = (schema.__doc__ or "").strip() or f"Give the reply ({schema.__name__}) as this tool's input."
+        return {
+            "name": tool_name(schema),
+            "description": description[:1000],
+            "input_schema": self._schemas[schema],
+        }
+
+    async def _attempt(
+        self,
+        schema: type[BaseModel],
+        *,
+        model: str,
+        system: str,
+        messages: list[dict[str, str]],
+        images: Sequence[bytes],
+    ) -> RawReply:
+        name = tool_name(schema)
+        extra: dict[str, Any] = {"system": system} if system else {}
+        try:
+            message = await self._client.messages.create(
+                model=model,
+                max_tokens=MAX_OUTPUT_TOKENS,
+                messages=build_messages(messages, images),  # type: ignore[arg-type]
+                tools=[self._tool(schema)],  # type: ignore[list-item]
+                tool_choice={"type": "tool", "name": name},
+                timeout=self.settings.llm_timeout,
+                **extra,
+            )
+        except anthropic.APITimeoutError:
+            raise TransportFailure(
+                f"timed out after {self.settings.llm_timeout:g}s", retryable=True, kind="timeout"
+            ) from None
+        except anthropic.APIConnectionError as exc:
+            cause = exc.__cause__
+            raise TransportFailure(
+                f"connection failed ({describe(cause) if cause else exc})", retryable=True, kind="connection"
+            ) from None
+        except anthropic.APIStatusError as exc:
+            headers = dict(exc.response.headers)
+            raise TransportFailure(
+                f"HTTP {exc.status_code}: {short(_error_message(exc))}",
+                retryable=is_retryable_status(exc.status_code),
+                status=exc.status_code,
+                retry_after=parse_retry_after(headers),
+                headers=headers,
+            ) from None
+        except anthropic.AnthropicError as exc:
+            raise TransportFailure(f"{type(exc).__name__}: {short(str(exc))}", retryable=False) from None
+
+        usage = message.usage
+        reply = RawReply(
+            input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+            output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        )
+        texts: list[str] = []
+        for block in message.content or []:
+            block_type = getattr(block, "type", None)
+            if block_type == "tool_use" and getattr(block, "name", None) == name:
+                tool_input = getattr(block, "input", None)
+                if isinstance(tool_input, str):  # some compatible servers send the input as text
+                    reply.text = tool_input
+                else:
+                    reply.data = tool_input
+                break
+            if block_type == "text":
+                texts.append(getattr(block, "text", "") or "")
+        else:
+            # No tool call: perhaps the JSON came as text (a compatible server ignoring tools).
+            reply.text = "\n".join(texts)
+            if not reply.text.strip():
+                reply.problem = f"the reply did not call the {name} tool"
+        if message.stop_reason == "max_tokens":
+            reply.problem = "the reply was cut off at the output token limit; reply more briefly"
+        return reply
+
+
+def _error_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return exc.message if isinstance(exc.message, str) else json.dumps(body)

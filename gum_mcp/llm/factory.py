@@ -1,0 +1,51 @@
+"""Build the configured LLM provider from Settings."""
+
+from __future__ import annotations
+
+from gum_mcp.config import Settings
+from gum_mcp.llm.base import Accounting, LLMNotConfigured, LLMProvider
+
+
+def not_configured_reason(settings: Settings) -> str | None:
+    """Why the configured provider cannot be used, naming the variable to set; None when it can."""
+    if settings.llm_provider == "openai":
+        if not settings.openai_api_key and not settings.openai_base_url:
+            return (
+                "no LLM provider configured: set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "OpenAI-compatible server such as Ollama (e.g. http://localhost:11434/v1), "
+                "or GUM_LLM_PROVIDER=anthropic with ANTHROPIC_API_KEY"
+            )
+        return None
+    if not settings.anthropic_api_key and not settings.anthropic_base_url:
+        return (
+            "no LLM provider configured: set ANTHROPIC_API_KEY, or ANTHROPIC_BASE_URL for an "
+            "Anthropic-compatible server (GUM_LLM_PROVIDER is anthropic)"
+        )
+    return None
+
+
+def build_provider(settings: Settings, accounting: Accounting | None) -> LLMProvider:
+    """The provider `GUM_LLM_PROVIDER` names. Raises `LLMNotConfigured` with what to set.
+
+    The caller owns the provider: `await provider.aclose()` (or `async with`) when done. A
+    provider's HTTP client belongs to the event loop that first uses it.
+    """
+    reason = not_configured_reason(settings)
+    if reason:
+        raise LLMNotConfigured(reason)
+    if settings.llm_provider == "openai":
+        from gum_mcp.llm.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(settings, accounting)
+    from gum_mcp.llm.anthropic_provider import AnthropicProvider
+
+    return AnthropicProvider(settings, accounting)
+
+
+def default_models(provider: str) -> tuple[str, str]:
+    """(model, vision model) used when GUM_MODEL / GUM_VISION_MODEL are not set."""
+    if provider == "openai":
+        from gum_mcp.llm.openai_provider import DEFAULT_MODEL, DEFAULT_VISION_MODEL
+    else:
+        from gum_mcp.llm.anthropic_provider import DEFAULT_MODEL, DEFAULT_VISION_MODEL
+    return DEFAULT_MODEL, DEFAULT_VISION_MODEL

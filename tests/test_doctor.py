@@ -1,0 +1,68 @@
+"""`gum-mcp doctor`: real checks against a healthy and a broken data dir, and the fake provider."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gum_mcp.cli import main
+from gum_mcp.store import Store
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("GUM_LLM_PROVIDER", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "GUM_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GUM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GUM_LLM_TIMEOUT", "2")
+    Store.open(make_settings(tmp_path / "data")).close()
+    return tmp_path / "data"
+
+
+def doctor(capsys, *args: str) -> tuple[int, dict[str, dict]]:
+    code = main(["doctor", "--json", *args])
+    return code, {check["name"]: check for check in json.loads(capsys.readouterr().out)}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_healthy_data_dir_and_working_provider(env: Path, capsys, monkeypatch, fake_provider, provider: str) -> None:
+    monkeypatch.setenv("GUM_LLM_PROVIDER", provider)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_provider.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_provider.anthropic_base_url)
+    fake_provider.reply({"ok": True})
+    code, checks = doctor(capsys)
+    assert checks["store"]["level"] == "OK" and checks["data dir"]["level"] == "OK"
+    assert checks["llm provider"]["level"] == "OK", checks["llm provider"]
+    assert "ok in" in checks["llm provider"]["detail"]
+    assert code == 0 or checks["embeddings"]["level"] != "OK"
+
+
+def test_provider_failure_is_reported_with_the_reason(env: Path, capsys, monkeypatch, fake_provider) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_provider.openai_base_url)
+    fake_provider.fault("500", status=503)
+    code, checks = doctor(capsys)
+    assert code == 1
+    assert checks["llm provider"]["level"] == "FAIL" and "503" in checks["llm provider"]["detail"]
+
+
+def test_unconfigured_provider_names_the_variable(env: Path, capsys) -> None:
+    code, checks = doctor(capsys)
+    assert code == 1 and "OPENAI_API_KEY" in checks["llm provider"]["detail"]
+
+
+def test_broken_data_dir_fails(env: Path, capsys) -> None:
+    (env / "gum.sqlite3").chmod(0o644)
+    code, checks = doctor(capsys, "--offline")
+    assert code == 1 and checks["data dir"]["level"] == "FAIL" and "gum.sqlite3" in checks["data dir"]["detail"]
+
+
+def test_corrupt_database_fails(env: Path, capsys) -> None:
+    for side in ("gum.sqlite3-wal", "gum.sqlite3-shm"):
+        (env / side).unlink(missing_ok=True)
+    (env / "gum.sqlite3").write_bytes(b"this is not a database" * 100)
+    code, checks = doctor(capsys, "--offline")
+    assert code == 1 and checks["store"]["level"] == "FAIL"
