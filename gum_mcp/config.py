@@ -77,7 +77,34 @@ class Settings(BaseModel):
     audit: bool = Field(True, alias="GUM_AUDIT")
     max_attempts: int = Field(5, alias="GUM_MAX_ATTEMPTS", ge=1, le=100)
 
-    @field_validator("redact_patterns", mode="before")
+    # -- observers
+    observe: list[Literal["screen", "files"]] = Field(default_factory=list, alias="GUM_OBSERVE")
+    screen_interval: float = Field(1.0, alias="GUM_SCREEN_INTERVAL", gt=0, le=60)
+    screen_settle: float = Field(1.5, alias="GUM_SCREEN_SETTLE", ge=0, le=60)
+    screen_exclude: list[str] = Field(default_factory=list, alias="GUM_SCREEN_EXCLUDE")
+    screen_unknown: Literal["capture", "skip"] = Field("capture", alias="GUM_SCREEN_UNKNOWN")
+    keep_screenshots: bool = Field(False, alias="GUM_KEEP_SCREENSHOTS")
+    watch_dirs: list[Path] = Field(default_factory=list, alias="GUM_WATCH_DIRS")
+    files_ignore: list[str] = Field(default_factory=list, alias="GUM_FILES_IGNORE")
+    files_window: float = Field(600.0, alias="GUM_FILES_WINDOW", gt=0, le=86_400)
+    files_include_content: bool = Field(False, alias="GUM_FILES_INCLUDE_CONTENT")
+
+    @field_validator("observe", "files_ignore", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("watch_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        # os.pathsep-separated, like PATH (commas are legal in directory names)
+        if isinstance(value, str):
+            return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("redact_patterns", "screen_exclude", mode="before")
     @classmethod
     def _parse_patterns(cls, value: Any) -> Any:
         # A JSON array of regexes, or one regex. Commas are common inside regexes, so no CSV here.
@@ -93,7 +120,7 @@ class Settings(BaseModel):
             return [text]
         return value
 
-    @field_validator("redact_patterns")
+    @field_validator("redact_patterns", "screen_exclude")
     @classmethod
     def _check_patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:
@@ -127,6 +154,14 @@ class Settings(BaseModel):
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def screens_dir(self) -> Path:
+        return self.data_dir / "screens"
+
+    @property
+    def files_cache_dir(self) -> Path:
+        return self.data_dir / "files-cache"
 
 
 _ENV_NAMES = {field.alias: name for name, field in Settings.model_fields.items() if field.alias}
