@@ -232,6 +232,86 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(check.level == "FAIL" for check in checks) else 0
 
 
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.http import load_or_create_token, token_path, write_token
+
+    token = write_token(settings.data_dir) if args.rotate else load_or_create_token(settings.data_dir)
+    print(token)
+    print(f"({'new token ' if args.rotate else ''}stored in {token_path(settings.data_dir)})", file=sys.stderr)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.lock import EngineLock
+    from gum_mcp.retrieval import run_query
+
+    # Only the lock owner writes the index: catch it up first when no server owns the data dir.
+    with EngineLock(settings.data_dir) as lock:
+        owner = lock.try_acquire()
+        hits = run_query(settings, args.query, k=args.limit, since=args.since, until=args.until,
+                         min_confidence=args.min_confidence, over=args.over, catch_up=owner)
+    if args.json:
+        _emit_json([hit.as_dict() for hit in hits])
+        return 0
+    if not hits:
+        print("Nothing relevant is known.")
+    for hit in hits:
+        signals = "+".join(hit.signals) or "recent"
+        if hit.proposition is not None:
+            p = hit.proposition
+            print(f"[{p.id}] {p.text}  (confidence {p.confidence}, decay {p.decay}, {_age(p)} ago;"
+                  f" score {hit.score:.3f} via {signals})")
+        else:
+            text = (hit.text or "").replace("\n", " ")[:160]
+            when = f"{hit.observation.observed_at:%Y-%m-%d %H:%M}"
+            print(f"#{hit.id} {when} {text}  (score {hit.score:.3f} via {signals})")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.index.vector_index import IndexUnavailable, run_reindex
+    from gum_mcp.lock import EngineLock
+
+    with EngineLock(settings.data_dir) as lock:
+        if not lock.try_acquire():
+            owner = lock.owner()
+            with _open_store(settings) as store:
+                store.request_reindex()
+            print(f"pid {owner.pid if owner else '?'} owns {settings.data_dir}; it will rebuild the index shortly")
+            return 0
+        try:
+            count = run_reindex(settings, progress=_progress_bar)
+        except IndexUnavailable as exc:
+            print(f"gum-mcp: {exc}", file=sys.stderr)
+            return 1
+    print(f"reindexed {count} records", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(collection: str, done: int, total: int) -> None:
+    width = 30
+    filled = width if total == 0 else int(width * done / total)
+    print(f"\r{collection:13s} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}",
+          end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+
+def cmd_install(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.install import InstallError, run_install
+
+    try:
+        result = run_install(args.client, scope=args.scope, dry_run=args.dry_run, data_dir=settings.data_dir)
+    except InstallError as exc:
+        print(f"gum-mcp: {exc}", file=sys.stderr)
+        if getattr(exc, "snippet", None):
+            print(f"Add this by hand instead:\n{exc.snippet}", file=sys.stderr)
+        return 1
+    if args.json:
+        _emit_json(result.as_dict())
+    else:
+        print(result.report)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gum_mcp.server import serve
 
@@ -260,8 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
+    p.add_argument("--allow-remote", action="store_true", help="allow --host to be a non-loopback address")
+
+    p = command("token", cmd_token, "Show (or --rotate) the bearer token for `serve --http`.", json_flag=False)
+    p.add_argument("--rotate", action="store_true", help="replace the token; clients need the new one")
 
     command("status", cmd_status, "Counts, pending and failed work.")
+
+    from gum_mcp.install import client_scopes
+
+    scopes = client_scopes()
+    p = command("install", cmd_install, "Add gum-mcp to an MCP client's config (backup first; idempotent).")
+    p.add_argument("client", choices=sorted(scopes), help="; ".join(f"{c}: {', '.join(s)}" for c, s in
+                                                                  sorted(scopes.items())))
+    p.add_argument("--scope", choices=("user", "project"), help="where the client reads it (default: user)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
 
     p = command("doctor", cmd_doctor, "Check the installation, the data dir and the LLM provider.")
     p.add_argument("--offline", action="store_true", help="skip the LLM provider call")
@@ -271,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=("recent", "confidence"), default="recent")
     p.add_argument("--min-confidence", type=int, choices=range(1, 11), metavar="1-10")
     p.add_argument("--cursor", help="continue from a previous page")
+
+    p = command("query", cmd_query, "Search what is known about the user.")
+    p.add_argument("query", nargs="?", default="", help="plain words; empty = the most relevant recent ones")
+    p.add_argument("--limit", type=int, default=5, help="how many (1-100, default 5)")
+    p.add_argument("--since", help="ISO-8601 or an age like 3d")
+    p.add_argument("--until", help="ISO-8601 or an age")
+    p.add_argument("--min-confidence", type=int, choices=range(1, 11), metavar="1-10")
+    p.add_argument("--over", choices=("propositions", "observations", "both"), default="propositions")
+
+    command("reindex", cmd_reindex, "Rebuild the vector index from the database.")
 
     p = command("show", cmd_show, "Show one proposition with its history and evidence.")
     p.add_argument("id", type=int)
@@ -314,6 +417,7 @@ def _configure_logging(verbose: int) -> None:
     root = logging.getLogger("gum_mcp")
     root.handlers[:] = [handler]
     root.setLevel(level)
+    root.propagate = False  # the MCP SDK configures the root logger; ours has its own handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -200,6 +200,9 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+_PLACEHOLDER = re.compile(r"\$\{[^}]+\}")
+
+
 def _relevant(source: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in source.items() if key in _ENV_NAMES}
 
@@ -217,8 +220,9 @@ def load_settings(
     data_dir_path = Path(data_dir).expanduser() if data_dir else default_data_dir()
     merged.update(_relevant(parse_env_file(data_dir_path / ".env")))
     merged.update(_relevant(environ))
-    # An empty value means "unset" (so `.env.example` can be copied as it is).
-    merged = {key: value for key, value in merged.items() if value != ""}
+    # An empty value means "unset" (so `.env.example` can be copied as it is), and so does a bare
+    # `${...}`: some MCP hosts pass an unfilled bundle option through literally.
+    merged = {key: value for key, value in merged.items() if value != "" and not _PLACEHOLDER.fullmatch(value)}
     for name, value in overrides.items():
         alias = Settings.model_fields[name].alias
         merged[alias or name] = value

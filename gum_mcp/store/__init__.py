@@ -20,13 +20,15 @@ from gum_mcp.store.export import Export
 from gum_mcp.store.feedback import FeedbackLog
 from gum_mcp.store.forget import AfterForgetHook, ForgetHook, Forgetting
 from gum_mcp.store.inbox import Inbox
+from gum_mcp.store.index_log import IndexLog
 from gum_mcp.store.propositions import Propositions, StaleBatch
 from gum_mcp.store.redaction import Redactor
+from gum_mcp.store.search import Search
 
 __all__ = ["StaleBatch", "Store"]
 
 
-class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export):
+class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redactor = Redactor(settings.redact_patterns)

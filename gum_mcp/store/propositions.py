@@ -200,6 +200,29 @@ class Propositions:
             feedback=tuple(feedback_from_row(r) for r in feedback),
         )
 
+    def evidence_snippets(self, proposition_ids: Sequence[int], *, per: int = 2, chars: int = 200
+                          ) -> dict[int, list[dict]]:
+        """The newest `per` evidence observations of each proposition, content cut to `chars`."""
+        if not proposition_ids:
+            return {}
+        ids = list(proposition_ids)
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM (SELECT e.proposition_id, o.id, o.kind, o.source, o.observed_at,"
+                " substr(o.content, 1, ?) AS snippet, row_number() OVER (PARTITION BY e.proposition_id"
+                " ORDER BY o.observed_at DESC, o.id DESC) AS rank FROM evidence e"
+                f" JOIN observations o ON o.id = e.observation_id WHERE e.proposition_id IN ({placeholders(ids)}))"
+                " WHERE rank <= ? ORDER BY proposition_id, rank",
+                (chars, *ids, per),
+            ).fetchall()
+        found: dict[int, list[dict]] = {}
+        for row in rows:
+            found.setdefault(row["proposition_id"], []).append({
+                "observation_id": row["id"], "kind": row["kind"], "source": row["source"],
+                "observed_at": from_ts(row["observed_at"]), "snippet": row["snippet"],
+            })
+        return found
+
     def evidence_ids(self, proposition_id: int) -> list[int]:
         with self.db.read() as conn:
             rows = conn.execute(

@@ -1,0 +1,362 @@
+"""all-MiniLM-L6-v2 in numpy: the same vectors as sentence-transformers, without torch.
+
+BERT (6 layers, hidden 384, 12 heads, FFN 1536), mean pooling over the attention mask, then L2
+normalisation, exactly as the sentence-transformers pipeline in the model's modules.json. Inputs are
+truncated to `max_seq_length` word pieces from sentence_bert_config.json (256, [CLS] and [SEP]
+included). Tokenisation is the HF `tokenizers` library reading the model's tokenizer.json.
+
+Weights come from model.safetensors through the small reader below (8-byte little-endian header
+length, JSON header, raw little-endian tensors); no safetensors/torch/transformers import.
+
+Speed: float32 throughout; Q, K and V are one fused matmul; the 1/sqrt(head dim) attention scale is
+folded into the query weights and the token-type row into the position table; texts are sorted by
+length and cut into forward passes of at most `token_budget` tokens, so padding stays small and the
+activations stay in cache; the feed-forward layer and the exact (erf) GELU run in row blocks; work is
+done in place where numpy allows.
+
+Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
+arrays. Forward passes of concurrent calls take turns (first come, first served): BLAS already uses
+every core, and a short query then waits for at most one pass of a bulk job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+# -- safetensors
+
+_DTYPES = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
+}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class SafetensorsError(ValueError):
+    """The file is not a valid safetensors file (or uses a dtype this reader does not know)."""
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read every tensor of a safetensors file as a read-only numpy array (memory-mapped, zero copy).
+
+    BF16 tensors are widened to float32 (numpy has no bfloat16).
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise SafetensorsError(f"{path}: too short for a safetensors file")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > _MAX_HEADER:
+            raise SafetensorsError(f"{path}: header of {header_len} bytes is implausible")
+        raw_header = handle.read(header_len)
+    if len(raw_header) != header_len:
+        raise SafetensorsError(f"{path}: truncated header")
+    try:
+        header = json.loads(raw_header)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SafetensorsError(f"{path}: header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{path}: header is not a JSON object")
+    size = path.stat().st_size
+    if size > 8 + header_len:
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
+    else:  # no tensor data at all (mmap cannot map an empty range)
+        data = np.zeros(0, dtype=np.uint8)
+    tensors: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], [int(n) for n in info["shape"]], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise SafetensorsError(f"{path}: bad header entry for {name!r}") from None
+        count = math.prod(shape)
+        if dtype_name == "BF16":
+            itemsize = 2
+        elif dtype_name in _DTYPES:
+            itemsize = _DTYPES[dtype_name].itemsize
+        else:
+            raise SafetensorsError(f"{path}: tensor {name!r} has unsupported dtype {dtype_name}")
+        if not (0 <= begin <= end <= data.size) or end - begin != count * itemsize:
+            raise SafetensorsError(f"{path}: tensor {name!r} has bad data offsets {begin}..{end}")
+        chunk = data[begin:end]
+        if dtype_name == "BF16":
+            widened = chunk.view("<u2").astype(np.uint32) << 16
+            array = widened.view(np.float32).reshape(shape)
+        else:
+            array = chunk.view(_DTYPES[dtype_name]).reshape(shape)
+        tensors[name] = array
+    return tensors
+
+
+# -- the model
+
+
+class MiniLM:
+    """A loaded all-MiniLM-L6-v2 (or any BERT sentence-transformer with mean pooling)."""
+
+    #: Upper bound of tokens (batch * padded length) per forward pass, and of texts per pass.
+    token_budget = 384
+    max_batch = 64
+    #: Rows per block of the feed-forward layer, and per block of the GELU inside it.
+    ffn_rows = 128
+    gelu_rows = 64
+
+    def __init__(self, model_dir: Path) -> None:
+        model_dir = Path(model_dir)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        st_config = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        pooling_path = model_dir / "1_Pooling" / "config.json"
+        if pooling_path.exists():
+            pooling = json.loads(pooling_path.read_text(encoding="utf-8"))
+            if not pooling.get("pooling_mode_mean_tokens", False):
+                raise ValueError(f"{model_dir}: only mean pooling is implemented")
+        if config.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"{model_dir}: hidden_act {config.get('hidden_act')!r} is not implemented")
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"{model_dir}: only absolute position embeddings are implemented")
+
+        self.hidden = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.head_dim = self.hidden // self.heads
+        self.layers_count = int(config["num_hidden_layers"])
+        self.eps = float(config.get("layer_norm_eps", 1e-12))
+        self.dim = self.hidden
+        self.max_seq_length = min(int(st_config.get("max_seq_length", 512)),
+                                  int(config["max_position_embeddings"]))
+
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # tokenizer.json ships truncation 128 and fixed padding 128; sentence-transformers uses
+        # max_seq_length and pads per batch. We pad ourselves.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self.pad_id = int(config.get("pad_token_id", 0))
+        self.max_chars = 200 * self.max_seq_length
+
+        tensors = read_safetensors(model_dir / "model.safetensors")
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in tensors else ""
+
+        def get(name: str) -> np.ndarray:
+            try:
+                return np.array(tensors[prefix + name], dtype=np.float32, copy=True)
+            except KeyError:
+                raise ValueError(f"{model_dir}: model.safetensors has no tensor {prefix + name}") from None
+
+        self.word = get("embeddings.word_embeddings.weight")
+        # token_type_ids are all 0 for single sentences: fold that row into the position table.
+        self.position = get("embeddings.position_embeddings.weight") + get("embeddings.token_type_embeddings.weight")[0]
+        self.emb_ln = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
+        scale = np.float32(1.0 / math.sqrt(self.head_dim))  # 1/8: exact in float32
+        self.layers = []
+        for i in range(self.layers_count):
+            p = f"encoder.layer.{i}."
+            # Linear layers are stored (out, in); keep (in, out) contiguous for x @ W.
+            qkv_w = np.concatenate([get(p + "attention.self.query.weight") * scale,
+                                    get(p + "attention.self.key.weight"),
+                                    get(p + "attention.self.value.weight")], axis=0)
+            qkv_b = np.concatenate([get(p + "attention.self.query.bias") * scale,
+                                    get(p + "attention.self.key.bias"),
+                                    get(p + "attention.self.value.bias")])
+            self.layers.append((
+                np.ascontiguousarray(qkv_w.T), qkv_b,
+                np.ascontiguousarray(get(p + "attention.output.dense.weight").T),
+                get(p + "attention.output.dense.bias"),
+                (get(p + "attention.output.LayerNorm.weight"), get(p + "attention.output.LayerNorm.bias")),
+                np.ascontiguousarray(get(p + "intermediate.dense.weight").T),
+                get(p + "intermediate.dense.bias"),
+                np.ascontiguousarray(get(p + "output.dense.weight").T),
+                get(p + "output.dense.bias"),
+                (get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
+            ))
+        tensors.clear()  # drop the memory map; everything above is a private copy
+        self._turn = _FairLock()
+
+    # -- public
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids with [CLS]/[SEP], truncated to max_seq_length.
+
+        Texts are cut to `max_chars` characters first (tokenising costs ~0.5 us per character, and
+        only the first max_seq_length word pieces count); that changes nothing unless the first
+        max_seq_length word pieces are spread over more than that many characters.
+        """
+        limit = self.max_chars
+        clipped = [text if len(text) <= limit else text[:limit] for text in texts]
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(clipped, add_special_tokens=True)]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.token_ids(texts)
+        for batch in self._batches(ids):
+            with self._turn:  # one forward pass at a time: BLAS already uses every core
+                vectors = self._forward([ids[i] for i in batch])
+            out[batch] = vectors
+        return out
+
+    # -- internals
+
+    def _batches(self, ids: list[list[int]]) -> list[list[int]]:
+        """Group text indices by length (shortest first) so each batch pads little."""
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for index in order:
+            length = len(ids[index])  # sorted: the longest of the batch so far
+            if current and ((len(current) + 1) * length > self.token_budget or len(current) >= self.max_batch):
+                batches.append(current)
+                current = []
+            current.append(index)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+        b = len(batch_ids)
+        t = max(len(x) for x in batch_ids)
+        lengths = np.fromiter((len(x) for x in batch_ids), dtype=np.int64, count=b)
+        ids = np.full((b, t), self.pad_id, dtype=np.int64)
+        for row, seq in enumerate(batch_ids):
+            ids[row, : len(seq)] = seq
+        mask = np.arange(t)[None, :] < lengths[:, None]  # (b, t)
+        padded = not bool(mask.all())
+
+        h, nh, hd = self.hidden, self.heads, self.head_dim
+        x = self.word[ids.reshape(-1)]  # (b*t, h), a fresh array
+        x.reshape(b, t, h)[...] += self.position[:t]
+        _layer_norm(x, *self.emb_ln, self.eps)
+        # Additive attention bias for padded keys: (b, 1, 1, t).
+        bias = None
+        if padded:
+            bias = np.where(mask, np.float32(0.0), np.float32(-1e30)).astype(np.float32)[:, None, None, :]
+
+        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:
+            qkv = x @ qkv_w
+            qkv += qkv_b
+            # (b, t, 3, nh, hd) -> (3, b, nh, t, hd)
+            qkv = qkv.reshape(b, t, 3, nh, hd).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            scores = q @ k.transpose(0, 1, 3, 2)  # (b, nh, t, t); q is pre-scaled
+            if bias is not None:
+                scores += bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            context = scores @ v  # (b, nh, t, hd)
+            context = context.transpose(0, 2, 1, 3).reshape(b * t, h)
+            attn = context @ o_w
+            attn += o_b
+            attn += x
+            _layer_norm(attn, *ln1, self.eps)
+            x = attn
+            # The 4x wider intermediate is made and used in row blocks that stay in cache.
+            ffn = np.empty_like(x)
+            for start in range(0, x.shape[0], self.ffn_rows):
+                inner = x[start : start + self.ffn_rows] @ i_w
+                inner += i_b
+                _gelu(inner, self.gelu_rows)
+                np.matmul(inner, f_w, out=ffn[start : start + self.ffn_rows])
+            ffn += f_b
+            ffn += x
+            _layer_norm(ffn, *ln2, self.eps)
+            x = ffn
+
+        x = x.reshape(b, t, h)
+        pooled = np.einsum("bth,bt->bh", x, mask.astype(np.float32)) if padded else x.sum(axis=1)
+        pooled /= np.maximum(lengths, 1).astype(np.float32)[:, None]
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        pooled /= np.maximum(norms, np.float32(1e-12))
+        return pooled
+
+
+class _FairLock:
+    """A first-come first-served lock. Concurrent callers take turns per forward pass, so a one-text
+    query waits for at most the batches queued before it, never for a whole bulk job; and passes do not
+    run side by side (two BLAS thread pools on the same cores only slow each other down)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> None:
+    """In place, over the last axis."""
+    mean = x.mean(axis=-1, keepdims=True)
+    x -= mean
+    var = np.einsum("ij,ij->i", x, x)[:, None]
+    var *= np.float32(1.0 / x.shape[-1])
+    var += np.float32(eps)
+    np.sqrt(var, out=var)
+    x /= var
+    x *= weight
+    x += bias
+
+
+# erf by Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7 (below float32 resolution of GELU's output).
+# With u = |x|/sqrt(2), t = 1/(1 + p*u) and poly(t) = t*(a1 + t*(a2 + ... + t*a5)):
+#   1 - erf(u) = poly(t) * exp(-u^2),  and  gelu(x) = max(x, 0) - 0.5 * |x| * poly(t) * exp(-x^2/2)
+# (one formula for both signs, no masks). The 0.5 is folded into the coefficients.
+_A1, _A2, _A3, _A4, _A5 = (np.float32(0.5 * c) for c in
+                           (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429))
+_P = np.float32(0.3275911 / math.sqrt(2.0))
+_MINUS_HALF = np.float32(-0.5)
+
+
+def _gelu(x: np.ndarray, rows: int = 64) -> None:
+    """Exact (erf) GELU in place: x * 0.5 * (1 + erf(x / sqrt(2))), `rows` rows at a time (cache)."""
+    if x.shape[0] > rows:
+        for start in range(0, x.shape[0], rows):
+            _gelu(x[start : start + rows], rows)
+        return
+    a = np.abs(x)
+    t = a * _P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    e = a * a
+    e *= _MINUS_HALF
+    np.exp(e, out=e)
+    poly = t * _A5
+    poly += _A4
+    poly *= t
+    poly += _A3
+    poly *= t
+    poly += _A2
+    poly *= t
+    poly += _A1
+    poly *= t
+    poly *= e
+    poly *= a
+    np.maximum(x, np.float32(0.0), out=x)
+    x -= poly

@@ -1,0 +1,306 @@
+"""What one gum-mcp process runs for a data directory, and who does the writing.
+
+Every process (an MCP server started by Claude Desktop, another by an IDE, `gum-mcp observe`)
+opens the same SQLite store. Exactly one of them, the holder of the engine lock, is the **owner**:
+it runs the engine, keeps the vector index in step with the store (from `index_log`) and answers
+vector searches for the others over a Unix socket in the data directory. The others are
+**followers**: they read and write SQLite (observations, feedback, forget), which the owner picks
+up, forward searches to the owner, and fall back to keyword search when it cannot be reached. A
+follower tries the lock every second, so when the owner exits another live process takes over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from gum_mcp.config import Settings
+from gum_mcp.domain import Proposition
+from gum_mcp.lock import EngineLock
+from gum_mcp.store import Store
+
+if TYPE_CHECKING:
+    from gum_mcp.engine.loop import Engine
+    from gum_mcp.index.vector_index import VectorIndex
+    from gum_mcp.llm.base import LLMProvider
+    from gum_mcp.retrieval import Hit, Over
+
+log = logging.getLogger("gum_mcp.runtime")
+
+SOCKET_NAME = "engine.sock"
+RPC_TIMEOUT = 10.0
+MAX_RPC_BYTES = 4 * 1024 * 1024
+
+Role = Literal["starting", "owner", "follower"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    note: str | None  # why results may be weaker than usual (e.g. keyword search only)
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, *, engine: bool = True, takeover_interval: float = 1.0,
+        index_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.store = Store.open(settings)
+        self.lock = EngineLock(settings.data_dir)
+        self.role: Role = "starting"
+        self.run_engine = engine
+        self.takeover_interval = takeover_interval
+        self.index_interval = index_interval
+        self.index: VectorIndex | None = None
+        self.index_problem: str | None = "starting"
+        self.engine: Engine | None = None
+        self.provider: LLMProvider | None = None
+        self.socket_path = settings.data_dir / SOCKET_NAME
+        self._index_wake: anyio.Event | None = None
+        self._owner_ready: anyio.Event | None = None
+
+    # -- lifecycle
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled: become the owner as soon as the lock is free."""
+        self._owner_ready = anyio.Event()
+        task_status.started()
+        try:
+            while True:
+                if self.lock.try_acquire():
+                    log.info("this process (pid %d) owns %s", os.getpid(), self.settings.data_dir)
+                    await self._run_owner()
+                if self.role != "follower":
+                    owner = self.lock.owner()
+                    log.info("pid %s owns %s; following", owner.pid if owner else "?", self.settings.data_dir)
+                self.role = "follower"
+                await anyio.sleep(self.takeover_interval)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+
+    async def wait_owner_ready(self) -> None:
+        """Wait until this process is the owner and its index and engine have started (tests)."""
+        if self._owner_ready is None:
+            raise RuntimeError("Runtime.run() has not started")
+        await self._owner_ready.wait()
+
+    async def _run_owner(self) -> None:
+        self.role = "owner"
+        self.index_problem = "starting"
+        self._index_wake = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._serve_rpc)
+            tg.start_soon(self._keep_index)
+            if self.run_engine:
+                await self._start_engine(tg)
+
+    async def _shutdown(self) -> None:
+        if self.provider is not None:
+            await self.provider.aclose()
+            self.provider = None
+        if self.index is not None:
+            index, self.index = self.index, None
+            await anyio.to_thread.run_sync(index.close)
+        if self.role == "owner":
+            self.socket_path.unlink(missing_ok=True)
+        self.lock.release()
+        self.engine = None
+        self.role = "starting"
+
+    def close(self) -> None:
+        """Close the store; call after run() has ended."""
+        self.store.close()
+
+    # -- the engine (owner only)
+    async def _start_engine(self, tg: anyio.abc.TaskGroup) -> None:
+        from gum_mcp.engine.loop import Engine
+        from gum_mcp.llm.base import LLMNotConfigured
+        from gum_mcp.llm.factory import build_provider
+
+        try:
+            self.provider = build_provider(self.settings, self.store)
+        except LLMNotConfigured as exc:
+            log.warning("%s; serving what is stored", exc)
+            self.provider = None
+        self.engine = Engine(self.store, self.provider, self.settings, related=self._related,
+                             after_commit=[self._after_commit])
+        tg.start_soon(self.engine.run)
+
+    async def _related(self, text: str, k: int) -> Sequence[Proposition]:
+        result = await self.search(text, k=k)
+        return [hit.proposition for hit in result.hits if hit.proposition is not None]
+
+    async def _after_commit(self, _outcome: object) -> None:
+        self.wake_index()
+
+    def notify(self) -> None:
+        """This process added an observation: let the engine look now (owner only)."""
+        if self.engine is not None:
+            self.engine.notify()
+
+    # -- the vector index (owner only)
+    def wake_index(self) -> None:
+        if self._index_wake is not None:
+            self._index_wake.set()
+
+    async def _keep_index(self) -> None:
+        from gum_mcp.index.vector_index import open_index
+
+        self.index, self.index_problem = await anyio.to_thread.run_sync(open_index, self.settings)
+        if self.index is None:
+            log.warning("vector search off: %s", self.index_problem)
+            self._owner_ready.set()
+            return
+        while True:
+            try:
+                if await self.store.aio.take_reindex_request():
+                    log.info("rebuilding the vector index, as another process asked")
+                    await anyio.to_thread.run_sync(self.index.rebuild, self.store)
+                report = await anyio.to_thread.run_sync(self.index.catch_up, self.store)
+                if report.changed:
+                    log.info("index caught up: +%d -%d", report.upserted, report.deleted)
+            except Exception as exc:  # a broken index must not stop the engine or the server
+                log.exception("index catch-up failed")
+                self.index_problem = f"catch-up failed: {type(exc).__name__}: {exc}"
+            else:
+                self.index_problem = None
+            self._owner_ready.set()
+            with anyio.move_on_after(self.index_interval):
+                await self._index_wake.wait()
+            self._index_wake = anyio.Event()
+
+    # -- search: local for the owner, forwarded for followers
+    async def search(
+        self, query: str | None, *, k: int = 5, since: datetime | None = None, until: datetime | None = None,
+        min_confidence: int | None = None, over: Over = "propositions",
+    ) -> SearchResult:
+        from gum_mcp import retrieval
+
+        args = {"query": query, "k": k, "since": since, "until": until, "min_confidence": min_confidence,
+                "over": over}
+        if self.role == "owner":
+            hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, self.index, **args))
+            note = None if self.index is not None else f"keyword search only: {self.index_problem}"
+            return SearchResult(hits, note)
+        try:
+            return SearchResult(await self._search_remote(args), None)
+        except (OSError, TimeoutError, ValueError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            log.info("owner unreachable for search (%s); keyword search only", exc)
+            hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, None, **args))
+            return SearchResult(hits, "keyword search only: the process that owns the vector index is unreachable")
+
+    async def _search_remote(self, args: dict[str, Any]) -> list[Hit]:
+        request = {"op": "search", "args": {**args, "since": _iso(args["since"]), "until": _iso(args["until"])}}
+        with anyio.fail_after(RPC_TIMEOUT):
+            stream = await anyio.connect_unix(self.socket_path)
+            async with stream:
+                await stream.send(json.dumps(request).encode() + b"\n")
+                reply = await _read_line(stream)
+        data = json.loads(reply)
+        if "error" in data:
+            raise ValueError(data["error"])
+        found = [_hit_from_dict(item) for item in data["hits"]]
+        # the owner sends ids and scores; the records come from our own connection to the store
+        props = await self.store.aio.get_propositions([h.id for h in found if h.kind == "proposition"])
+        hits = []
+        for hit in found:
+            if hit.kind == "proposition":
+                if hit.id in props and props[hit.id].current:
+                    hits.append(replace(hit, proposition=props[hit.id]))
+            else:
+                try:
+                    hits.append(replace(hit, observation=await self.store.aio.get_observation(hit.id)))
+                except LookupError:
+                    continue
+        return hits
+
+    async def _serve_rpc(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        try:
+            listener = await anyio.create_unix_listener(self.socket_path)
+        except (OSError, NotImplementedError) as exc:  # path too long, no AF_UNIX (some Windows)
+            log.warning("cannot serve searches to other processes (%s); they will use keyword search", exc)
+            task_status.started()
+            return
+        os.chmod(self.socket_path, 0o600)
+        task_status.started()
+        async with listener:
+            await listener.serve(self._handle_rpc)
+
+    async def _handle_rpc(self, stream: anyio.abc.SocketStream) -> None:
+        from gum_mcp import retrieval
+
+        async with stream:
+            try:
+                request = json.loads(await _read_line(stream))
+                if request.get("op") != "search":
+                    raise ValueError(f"unknown op {request.get('op')!r}")
+                args = dict(request["args"])
+                args["since"] = _from_iso(args.get("since"))
+                args["until"] = _from_iso(args.get("until"))
+                hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, self.index, **args))
+                reply: dict[str, Any] = {"hits": [hit.as_dict() for hit in hits]}
+            except Exception as exc:
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            await stream.send(json.dumps(reply).encode() + b"\n")
+
+    # -- status
+    def status(self) -> dict[str, Any]:
+        owner = self.lock.owner()
+        engine = self.engine.status() if self.engine is not None else None
+        return {
+            "role": self.role,
+            "pid": os.getpid(),
+            "engine_owner": None if owner is None else {"pid": owner.pid, "host": owner.host,
+                                                        "command": owner.command},
+            "engine": None if engine is None else {
+                "running": engine.running, "paused_reason": engine.paused_reason,
+                "last_batch_at": _iso(engine.last_batch_at), "last_error": engine.last_error,
+                "batches_done": engine.batches_done, "batches_failed": engine.batches_failed,
+            },
+            "vector_index": "ready" if self.index is not None else (
+                "in the owning process" if self.role == "follower" else f"off: {self.index_problem}"),
+        }
+
+
+async def _read_line(stream: anyio.abc.ByteReceiveStream) -> bytes:
+    buffer = b""
+    while not buffer.endswith(b"\n"):
+        chunk = await stream.receive()
+        buffer += chunk
+        if len(buffer) > MAX_RPC_BYTES:
+            raise ValueError("reply too large")
+    return buffer
+
+
+def _hit_from_dict(data: dict[str, Any]) -> Hit:
+    from gum_mcp.retrieval import Hit
+
+    return Hit(
+        kind=data["kind"], id=int(data["id"]), score=float(data["score"]), relevance=float(data["relevance"]),
+        recency=float(data["recency"]), confidence=float(data["confidence_weight"]),
+        signals=tuple(data["signals"]), bm25=data.get("bm25"), similarity=data.get("similarity"),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def socket_path(data_dir: Path) -> Path:
+    return data_dir / SOCKET_NAME

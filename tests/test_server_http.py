@@ -1,0 +1,90 @@
+"""`gum-mcp serve --http`: a real subprocess on loopback; the bearer token is required."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from gum_mcp.http import load_or_create_token
+from tests.conftest import PYTHON, REPO, gum_env, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    data_dir = tmp_path / "data"
+    token = load_or_create_token(data_dir)
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, "-m", "gum_mcp", "serve", "--http", "--port", str(port)], cwd=REPO,
+                            env=gum_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: listening(port) or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        yield f"http://127.0.0.1:{port}/mcp", token, data_dir
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        assert proc.stdout.read() == b""  # nothing but the protocol ever goes to stdout, and HTTP uses none
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_with_the_token_every_request_works(http_server, mode: str) -> None:
+    url, token, _ = http_server
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            result = await client.call_tool("status", {})
+            assert not result.is_error and result.structured_content["propositions_current"] == 0
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc"])
+def test_without_the_token_401(http_server, header: str | None) -> None:
+    url, _token, _ = http_server
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if header:
+        headers["Authorization"] = header
+    response = httpx2.post(url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert response.status_code == 401
+    assert "gum-mcp token" in response.json()["error"]
+
+
+def test_dns_rebinding_protection_stays_on(http_server) -> None:
+    url, token, _ = http_server
+    response = httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                           headers={"Authorization": f"Bearer {token}", "Host": "evil.example:80",
+                                    "Accept": "application/json, text/event-stream"})
+    assert response.status_code in (403, 421)
+
+
+def test_token_command_shows_and_rotates(tmp_path: Path) -> None:
+    env = gum_env(tmp_path / "data")
+    first = subprocess.run([PYTHON, "-m", "gum_mcp", "token"], cwd=REPO, env=env, capture_output=True, text=True)
+    again = subprocess.run([PYTHON, "-m", "gum_mcp", "token"], cwd=REPO, env=env, capture_output=True, text=True)
+    rotated = subprocess.run([PYTHON, "-m", "gum_mcp", "token", "--rotate"], cwd=REPO, env=env, capture_output=True,
+                             text=True)
+    assert first.stdout == again.stdout and len(first.stdout.strip()) >= 40
+    assert rotated.stdout != first.stdout
+    assert (tmp_path / "data" / "token").stat().st_mode & 0o777 == 0o600
+
+
+def test_non_loopback_bind_needs_a_flag(tmp_path: Path) -> None:
+    result = subprocess.run([PYTHON, "-m", "gum_mcp", "serve", "--http", "--host", "0.0.0.0"], cwd=REPO,
+                            env=gum_env(tmp_path / "data"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
