@@ -161,6 +161,7 @@ class Status(BaseModel):
     propositions_retired: int
     failed: list[dict[str, Any]]
     role: str = Field(description="owner: this process runs the engine and the vector index; follower: another does")
+    pid: int
     engine_owner: dict[str, Any] | None
     engine: dict[str, Any] | None
     vector_index: str
@@ -486,7 +487,7 @@ async def collect_status(runtime: Runtime) -> Status:
         data_dir=str(settings.data_dir), user_name=settings.user_name, observations=stats.observations,
         propositions_current=stats.propositions_current, propositions_retired=stats.propositions_retired,
         failed=[{"id": o.id, "error": o.last_error, "attempts": o.attempts} for o in stats.failed],
-        role=state["role"], engine_owner=state["engine_owner"], engine=state["engine"],
+        role=state["role"], pid=state["pid"], engine_owner=state["engine_owner"], engine=state["engine"],
         vector_index=state["vector_index"],
         llm={"provider": settings.llm_provider, "problem": not_configured_reason(settings),
              "tokens_today": budget.used, "daily_budget": budget.budget or None,

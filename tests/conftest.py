@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from gum_mcp.config import Settings, load_settings
@@ -46,6 +47,19 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 10.0, interv
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+async def eventually(predicate: Callable[[], Awaitable[object]], *, timeout: float = 30.0,
+                     interval: float = 0.05) -> object:
+    """Await `predicate()` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await anyio.sleep(interval)
 
 
 def gum_env(data_dir: Path, **extra: str) -> dict[str, str]:

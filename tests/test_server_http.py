@@ -48,10 +48,12 @@ def http_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_with_the_token_every_request_works(http_server, mode: str) -> None:
     url, token, _ = http_server
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
-            result = await client.call_tool("status", {})
-            assert not result.is_error and result.structured_content["propositions_current"] == 0
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        result = await client.call_tool("status", {})
+        assert not result.is_error and result.structured_content["propositions_current"] == 0
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc"])
