@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gum_mcp.runtime")
 
 SOCKET_NAME = "engine.sock"
+#: How long the owner's heavy start (the engine, the vector index and its model) waits for the
+#: first request to be answered, so a client's handshake is not slowed by it.
+STARTUP_GRACE = 2.0
 RPC_TIMEOUT = 10.0
 MAX_RPC_BYTES = 4 * 1024 * 1024
 
@@ -69,12 +72,17 @@ class Runtime:
         self.socket_path = settings.data_dir / SOCKET_NAME
         self._index_wake: anyio.Event | None = None
         self._owner_ready: anyio.Event | None = None
+        self._first_request: anyio.Event | None = None
 
     # -- lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled: become the owner as soon as the lock is free."""
         self._owner_ready = anyio.Event()
+        self._first_request = anyio.Event()
         task_status.started()
+        with anyio.move_on_after(STARTUP_GRACE):
+            await self._first_request.wait()
+            await anyio.sleep(0.05)  # let the answer to that request reach the client first
         try:
             while True:
                 if self.lock.try_acquire():
@@ -88,6 +96,11 @@ class Runtime:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
+
+    def request_served(self) -> None:
+        """The server answered a request: heavy start-up may begin."""
+        if self._first_request is not None and not self._first_request.is_set():
+            self._first_request.set()
 
     async def wait_owner_ready(self) -> None:
         """Wait until this process is the owner and its index and engine have started (tests)."""

@@ -243,6 +243,14 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
         lifespan=lifespan, log_level="WARNING",
     )
 
+    async def first_request(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+        try:
+            return await call_next(ctx)
+        finally:
+            runtime.request_served()
+
+    server.middleware.append(first_request)
+
     async def shape(props: list[Proposition], scores: dict[int, tuple[float, list[str]]] | None = None
                     ) -> list[PropositionOut]:
         snippets = await store.aio.evidence_snippets([p.id for p in props], per=EVIDENCE_PER_PROPOSITION,
