@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gum_mcp.config import load_settings
 from gum_mcp.index.embeddings import MiniLMEmbedder
-from gum_mcp.index.minilm import MiniLM
+from gum_mcp.index.minilm import MiniLM, openblas_threads
 from gum_mcp.index.models import find_minilm
 
 PEOPLE = ["Priya", "Jordan", "Alex", "Mei", "Sam", "the user", "Tomás", "Aisha"]
@@ -81,8 +81,8 @@ def main() -> int:
           f"median {statistics.median(loads) * 1000:.0f} ms")
     print(f"texts: {len(texts)} propositions, word pieces per text: median {statistics.median(pieces):.0f}, "
           f"max {max(pieces)}")
-    print(f"threads: OMP/OPENBLAS={os.environ.get('OPENBLAS_NUM_THREADS') or os.environ.get('OMP_NUM_THREADS')}"
-          f" cpus={os.cpu_count()}")
+    print(f"cpus: {os.cpu_count()}, OpenBLAS threads per matmul: {openblas_threads()}, "
+          f"forward passes in parallel: {embedder.model.workers}, load average: {os.getloadavg()[0]:.2f}")
     embedder.embed(texts[:64])  # warm caches
     for batch_size in (1, 16, 64):
         rates = []
@@ -94,6 +94,7 @@ def main() -> int:
         median = statistics.median(rates)
         print(f"batch {batch_size:>3}: {median:8.1f} sentences/s  ({1000 / median * batch_size:7.2f} ms per call; "
               f"runs {min(rates):.0f}..{max(rates):.0f})")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other processes on these cores lower the figures)")
     return 0
 
 

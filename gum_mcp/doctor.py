@@ -72,7 +72,7 @@ def check_embedding(settings: Settings) -> Check:
         return Check("OK", "embeddings", f"openai {settings.embedding_model or 'text-embedding-3-small'}")
     status = model_status(settings)
     if not status.available:
-        return Check("WARN", "embeddings", status.describe(), "run `gum-mcp models install`")
+        return Check("WARN", "embeddings", status.describe())
     return Check("OK", "embeddings", status.describe())
 
 

@@ -14,18 +14,28 @@ length and cut into forward passes of at most `token_budget` tokens, so padding 
 activations stay in cache; the feed-forward layer and the exact (erf) GELU run in row blocks; work is
 done in place where numpy allows.
 
+Cores: gum_mcp runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread
+hand-offs than they gain), so a call of several passes runs them on `workers` threads (the caller plus
+a small pool), one pass per core.
+
 Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
-arrays. Forward passes of concurrent calls take turns (first come, first served): BLAS already uses
-every core, and a short query then waits for at most one pass of a bulk job.
+arrays. A gate admits at most `workers` passes at once across all calls, one-pass calls (queries)
+first, so a query waits for at most one running pass of a bulk job.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import heapq
+import itertools
 import json
 import math
+import os
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +122,7 @@ class MiniLM:
     """A loaded all-MiniLM-L6-v2 (or any BERT sentence-transformer with mean pooling)."""
 
     #: Upper bound of tokens (batch * padded length) per forward pass, and of texts per pass.
-    token_budget = 384
+    token_budget = 256
     max_batch = 64
     #: Rows per block of the feed-forward layer, and per block of the GELU inside it.
     ffn_rows = 128
@@ -185,7 +195,17 @@ class MiniLM:
                 (get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
             ))
         tensors.clear()  # drop the memory map; everything above is a private copy
-        self._turn = _FairLock()
+        self.workers = default_workers()
+        self._gate = _Gate(self.workers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _helpers(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.workers - 1),
+                                                thread_name_prefix="gum-minilm")
+            return self._pool
 
     # -- public
 
@@ -207,10 +227,28 @@ class MiniLM:
         if not texts:
             return out
         ids = self.token_ids(texts)
-        for batch in self._batches(ids):
-            with self._turn:  # one forward pass at a time: BLAS already uses every core
-                vectors = self._forward([ids[i] for i in batch])
-            out[batch] = vectors
+        batches = self._batches(ids)
+        # A call of one pass (a query) goes before the passes of bulk calls waiting for a slot.
+        priority = 0 if len(batches) == 1 else 1
+        pending = iter(batches)
+        take = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with take:
+                    batch = next(pending, None)
+                if batch is None:
+                    return
+                with self._gate.slot(priority):
+                    vectors = self._forward([ids[i] for i in batch])
+                out[batch] = vectors
+
+        helpers = [self._helpers().submit(work) for _ in range(min(self.workers, len(batches)) - 1)]
+        try:
+            work()  # the calling thread works too
+        finally:
+            for helper in helpers:
+                helper.result()
         return out
 
     # -- internals
@@ -288,27 +326,79 @@ class MiniLM:
         return pooled
 
 
-class _FairLock:
-    """A first-come first-served lock. Concurrent callers take turns per forward pass, so a one-text
-    query waits for at most the batches queued before it, never for a whole bulk job; and passes do not
-    run side by side (two BLAS thread pools on the same cores only slow each other down)."""
+def default_workers() -> int:
+    """How many forward passes may run at once: usable CPUs / BLAS threads per matmul.
 
-    def __init__(self) -> None:
+    numpy's OpenBLAS reads OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) when it loads and otherwise uses
+    a thread per core. gum_mcp sets OPENBLAS_NUM_THREADS=1 (see gum_mcp/__init__.py), so on 2 cores
+    two passes run side by side, one per core; with BLAS on every core, passes take turns instead.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    per_pass = openblas_threads()
+    if per_pass is None:
+        blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or ""
+        per_pass = int(blas) if blas.isdigit() and int(blas) > 0 else cpus
+    return max(1, min(cpus // per_pass, 8))
+
+
+_OPENBLAS_GETTERS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+
+
+def openblas_threads() -> int | None:
+    """The thread count of the OpenBLAS numpy really loaded (Linux), or None if it cannot be asked.
+
+    The environment alone can mislead: numpy may have been imported before OPENBLAS_NUM_THREADS was set.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in _OPENBLAS_GETTERS:
+            getter = getattr(library, symbol, None)
+            if getter is not None:
+                getter.restype = ctypes.c_int
+                threads = int(getter())
+                return threads if threads > 0 else None
+    return None
+
+
+class _Gate:
+    """At most `capacity` forward passes at once, granted by (priority, arrival): first come first
+    served, except that one-pass calls (queries) go before the queued passes of bulk calls. A query
+    then waits for at most one running pass, never for a whole bulk job."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
         self._cond = threading.Condition(threading.Lock())
-        self._next = 0
-        self._serving = 0
+        self._active = 0
+        self._waiting: list[tuple[int, int]] = []
+        self._tickets = itertools.count()
 
-    def __enter__(self) -> None:
+    @contextlib.contextmanager
+    def slot(self, priority: int) -> Iterator[None]:
         with self._cond:
-            ticket = self._next
-            self._next += 1
-            while ticket != self._serving:
+            entry = (priority, next(self._tickets))
+            heapq.heappush(self._waiting, entry)
+            while self._waiting[0] != entry or self._active >= self.capacity:
                 self._cond.wait()
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._serving += 1
-            self._cond.notify_all()
+            heapq.heappop(self._waiting)
+            self._active += 1
+            self._cond.notify_all()  # the next in line may fit too
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> None:
