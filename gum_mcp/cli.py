@@ -58,11 +58,20 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     with _open_store(settings) as store:
         stats = store.stats()
         budget = read_budget_state(settings, store)
+    from gum_mcp.index.models import model_status
+    from gum_mcp.lock import EngineLock
+
+    owner = EngineLock(settings.data_dir).owner()
+    engine = None if owner is None else {"pid": owner.pid, "host": owner.host, "command": owner.command}
+    embedding = "off (GUM_EMBEDDING=none)" if settings.embedding == "none" else (
+        f"openai {settings.embedding_model or 'text-embedding-3-small'}" if settings.embedding == "openai"
+        else model_status(settings).describe())
     llm = {"provider": settings.llm_provider, "problem": not_configured_reason(settings),
            "tokens_today": budget.used, "daily_budget": budget.budget or None,
            "paused_until": budget.paused_until.isoformat() if budget.paused else None}
     if args.json:
-        _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json"), "llm": llm})
+        _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json"), "llm": llm,
+                    "engine_owner": engine, "embedding": embedding})
         return 0
     obs = stats.observations
     print(f"data dir      {settings.data_dir}")
@@ -71,6 +80,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"evidence      {stats.evidence_links} links; feedback {stats.feedback}")
     print(f"llm calls     {stats.llm_calls} ({stats.tokens_today} tokens today)")
     print(f"llm provider  {settings.llm_provider}: {llm['problem'] or 'configured'}")
+    print(f"embeddings    {embedding}")
+    print("engine        " + (f"running in pid {owner.pid} ({owner.command})" if owner else
+                              "not running (it runs inside `gum-mcp serve` or `gum-mcp observe`)"))
     if budget.paused:
         print(f"llm budget    spent ({budget.used} of {budget.budget}); paused until {llm['paused_until']}")
     for item in stats.failed:

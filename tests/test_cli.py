@@ -106,3 +106,16 @@ def test_python_dash_m_works_as_a_subprocess(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "propositions  0 current" in result.stdout
+
+
+def test_status_names_the_process_that_runs_the_engine(data_dir: Path, capsys) -> None:
+    import os
+
+    from gum_mcp.lock import EngineLock
+
+    _, out, _ = run(capsys, "status")
+    assert "engine        not running" in out
+    with EngineLock(data_dir) as lock:
+        assert lock.try_acquire()
+        _, out, _ = run(capsys, "status", "--json")
+        assert json.loads(out)["engine_owner"]["pid"] == os.getpid()
