@@ -77,6 +77,9 @@ class Settings(BaseModel):
     audit: bool = Field(True, alias="GUM_AUDIT")
     max_attempts: int = Field(5, alias="GUM_MAX_ATTEMPTS", ge=1, le=100)
 
+    # -- suggestions
+    suggest_threshold: float = Field(2.0, alias="GUM_SUGGEST_THRESHOLD", ge=-10, le=10)
+
     # -- observers
     observe: list[Literal["screen", "files"]] = Field(default_factory=list, alias="GUM_OBSERVE")
     screen_interval: float = Field(1.0, alias="GUM_SCREEN_INTERVAL", gt=0, le=60)

@@ -479,6 +479,9 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
                             f"focused on, from these recent observations:\n{recent}\n\nWhat is known about them:\n"
                             f"{await portrait(runtime, limit=10)}")]
 
+    from gum_mcp.suggestion_tools import add_suggestion_tools
+
+    add_suggestion_tools(server, runtime)
     server.gum_runtime = runtime  # type: ignore[attr-defined]
     return server
 

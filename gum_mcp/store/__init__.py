@@ -24,11 +24,12 @@ from gum_mcp.store.index_log import IndexLog
 from gum_mcp.store.propositions import Propositions, StaleBatch
 from gum_mcp.store.redaction import Redactor
 from gum_mcp.store.search import Search
+from gum_mcp.store.suggestions import Suggestions
 
 __all__ = ["StaleBatch", "Store"]
 
 
-class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog):
+class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog, Suggestions):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redactor = Redactor(settings.redact_patterns)

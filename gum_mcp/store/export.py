@@ -18,8 +18,12 @@ _EXPORT = (
     ("evidence", "SELECT * FROM evidence ORDER BY proposition_id, observation_id"),
     ("feedback", "SELECT * FROM feedback ORDER BY id"),
     ("llm_call", "SELECT * FROM llm_calls ORDER BY id"),
+    ("suggestion", "SELECT * FROM suggestions ORDER BY id"),
+    ("suggestion_ground", "SELECT * FROM suggestion_grounds ORDER BY suggestion_id, proposition_id"),
 )
-_TIME_COLUMNS = {"observed_at", "created_at", "processed_at", "pruned_at", "last_supported_at", "retired_at", "at"}
+_TIME_COLUMNS = {
+    "observed_at", "created_at", "processed_at", "pruned_at", "last_supported_at", "retired_at", "at", "responded_at",
+}
 
 
 class Export:

@@ -183,6 +183,58 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO index_log (collection, item_id, op) VALUES ('observations', old.id, 'delete');
     END;
     """,
+    # 2: proactive suggestions (gum_mcp/store/suggestions.py). A suggestion rests on propositions
+    # (suggestion_grounds) and was drawn from the recent observations its prompt showed
+    # (suggestion_sources). The triggers make forgetting reach suggestions whatever the code path:
+    # a suggestion is deleted, not hidden, when a proposition it rests on is forgotten (text set to
+    # NULL) or deleted, or when an observation it was drawn from is deleted.
+    """
+    CREATE TABLE suggestions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        title        TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        rationale    TEXT NOT NULL,
+        benefit      INTEGER NOT NULL CHECK (benefit BETWEEN 1 AND 10),
+        cost         INTEGER NOT NULL CHECK (cost BETWEEN 1 AND 10),
+        p_useful     REAL NOT NULL CHECK (p_useful BETWEEN 0 AND 1),
+        utility      REAL NOT NULL,
+        threshold    REAL NOT NULL,
+        status       TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'accepted', 'dismissed', 'done')),
+        created_at   REAL NOT NULL,
+        responded_at REAL,
+        note         TEXT
+    );
+    CREATE INDEX suggestions_status ON suggestions (status, created_at);
+
+    CREATE TABLE suggestion_grounds (
+        suggestion_id  INTEGER NOT NULL REFERENCES suggestions (id) ON DELETE CASCADE,
+        proposition_id INTEGER NOT NULL REFERENCES propositions (id) ON DELETE CASCADE,
+        PRIMARY KEY (suggestion_id, proposition_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX suggestion_grounds_proposition ON suggestion_grounds (proposition_id, suggestion_id);
+
+    CREATE TABLE suggestion_sources (
+        suggestion_id  INTEGER NOT NULL REFERENCES suggestions (id) ON DELETE CASCADE,
+        observation_id INTEGER NOT NULL REFERENCES observations (id) ON DELETE CASCADE,
+        PRIMARY KEY (suggestion_id, observation_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX suggestion_sources_observation ON suggestion_sources (observation_id, suggestion_id);
+
+    CREATE TRIGGER suggestions_forget_proposition AFTER UPDATE OF text ON propositions
+    WHEN old.text IS NOT NULL AND new.text IS NULL BEGIN
+        DELETE FROM suggestions WHERE id IN
+            (SELECT suggestion_id FROM suggestion_grounds WHERE proposition_id = new.id);
+    END;
+    CREATE TRIGGER suggestions_delete_proposition BEFORE DELETE ON propositions BEGIN
+        DELETE FROM suggestions WHERE id IN
+            (SELECT suggestion_id FROM suggestion_grounds WHERE proposition_id = old.id);
+    END;
+    CREATE TRIGGER suggestions_delete_observation BEFORE DELETE ON observations BEGIN
+        DELETE FROM suggestions WHERE id IN
+            (SELECT suggestion_id FROM suggestion_sources WHERE observation_id = old.id);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
