@@ -45,9 +45,9 @@ def _age(prop: Proposition) -> str:
 
 
 def _open_store(settings: Settings):
-    from gum_mcp.store import Store
+    from gum_mcp.forgetting import open_store
 
-    return Store.open(settings)
+    return open_store(settings)
 
 
 # -- commands
@@ -168,6 +168,8 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("forget: give exactly one of --observation, --proposition, --since/--until, --source, --all")
     if args.all and not args.yes:
         raise UsageError("forget --all removes every observation and proposition; add --yes to confirm")
+    from gum_mcp import forgetting
+
     with _open_store(settings) as store:
         if args.observation:
             report = store.forget_observations(args.observation)
@@ -176,9 +178,9 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         elif args.source is not None:
             report = store.forget_source(args.source)
         elif args.all:
-            report = store.forget_everything()
+            report = forgetting.forget_everything(store)
         else:
-            report = store.forget_range(
+            report = forgetting.forget_range(store,
                 parse_when(args.since, name="--since") if args.since else None,
                 parse_when(args.until, name="--until") if args.until else None,
             )
@@ -194,8 +196,10 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     days = settings.retention_days if args.days is None else args.days
+    from gum_mcp.forgetting import prune
+
     with _open_store(settings) as store:
-        count = store.prune(days)
+        count = prune(store, days)
     if args.json:
         _emit_json({"pruned": count, "retention_days": days})
     elif days <= 0:
@@ -330,10 +334,67 @@ def cmd_install(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _with_observers(settings: Settings, names: str | None) -> Settings:
+    if names is None:
+        return settings
+    from gum_mcp.config import load_settings
+
+    return load_settings(data_dir=settings.data_dir, observe=names)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from gum_mcp.server import serve
 
-    return serve(settings, args)
+    return serve(_with_observers(settings, args.observe), args)
+
+
+def cmd_observe(args: argparse.Namespace, settings: Settings) -> int:
+    """Observers and the engine without an MCP server, until Ctrl-C."""
+    import anyio
+
+    from gum_mcp.runtime import Runtime
+    from gum_mcp.server import _log_to_file
+
+    settings = _with_observers(settings, args.observe)
+    if not settings.observe:
+        raise UsageError("observe: name the observers with --observe screen,files (or set GUM_OBSERVE)")
+    _log_to_file(settings)
+    runtime = Runtime(settings)
+    owner = runtime.lock.owner()
+    if owner is not None:
+        print(f"pid {owner.pid} owns {settings.data_dir}; waiting to take over when it exits", file=sys.stderr)
+    print(f"observing {', '.join(settings.observe)} into {settings.data_dir} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        anyio.run(runtime.run)
+    except KeyboardInterrupt:
+        print("stopped; nothing was lost (pending work resumes on the next start)", file=sys.stderr)
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta
+
+    from gum_mcp.domain import utcnow
+    from gum_mcp.observers import pause_observing
+
+    until = None
+    if args.duration:
+        seconds = (utcnow() - parse_when(args.duration, name="--for")).total_seconds()
+        if seconds <= 0:
+            raise UsageError("--for: give a duration such as 30m, 2h or 1d")
+        until = utcnow() + timedelta(seconds=seconds)
+    pause_observing(settings, until)
+    print("observing paused " + (f"until {until:%Y-%m-%d %H:%M} UTC" if until else "until `gum-mcp resume`"))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from gum_mcp.observers import resume_observing
+
+    print("observing resumed" if resume_observing(settings) else "observing was not paused")
+    return 0
 
 
 # -- parser
@@ -359,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default 8765)")
     p.add_argument("--allow-remote", action="store_true", help="allow --host to be a non-loopback address")
+    p.add_argument("--observe", metavar="NAMES", help="run these observers: screen, files or screen,files "
+                                                       "(overrides GUM_OBSERVE)")
+
+    p = command("observe", cmd_observe, "Run the observers and the engine without an MCP server.", json_flag=False)
+    p.add_argument("--observe", metavar="NAMES", help="screen, files or screen,files (default: GUM_OBSERVE)")
+
+    p = command("pause", cmd_pause, "Stop observing, for a while or until `gum-mcp resume`.", json_flag=False)
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 30m, 2h, 1d (default: until resumed)")
+
+    command("resume", cmd_resume, "Start observing again.", json_flag=False)
 
     p = command("token", cmd_token, "Show (or --rotate) the bearer token for `serve --http`.", json_flag=False)
     p.add_argument("--rotate", action="store_true", help="replace the token; clients need the new one")

@@ -76,6 +76,55 @@ def check_embedding(settings: Settings) -> Check:
     return Check("OK", "embeddings", status.describe())
 
 
+def check_index(settings: Settings) -> Check:
+    """The vector index against the store: what it has applied of index_log, and its counts."""
+    from gum_mcp.index.vector_index import open_index
+    from gum_mcp.store import Store
+
+    if not settings.db_path.exists():
+        return Check("WARN", "vector index", "no database yet")
+    index, reason = open_index(settings, read_only=True)
+    if index is None:
+        return Check("WARN", "vector index", f"off: {reason}", "keyword search still works; see embeddings")
+    try:
+        with Store.open(settings) as store:
+            latest = store.index_log_max_seq()
+            current = store.count_current_propositions()
+        behind = [c for c in ("propositions", "observations") if index.cursor(c) < latest]
+        indexed = index.count("propositions")
+    finally:
+        index.close()
+    if indexed != current and not behind:
+        return Check("FAIL", "vector index", f"{indexed} propositions indexed, {current} current in the store",
+                     "run `gum-mcp reindex`")
+    if behind:
+        return Check("WARN", "vector index", f"behind the store ({', '.join(behind)}); the running server catches "
+                     "up within seconds", "start `gum-mcp serve`, or run `gum-mcp reindex`")
+    return Check("OK", "vector index", f"in step with the store ({indexed} propositions)")
+
+
+def check_screen(settings: Settings) -> Check:
+    from gum_mcp.observers.screen import screen_problem
+
+    wanted = "screen" in settings.observe
+    problem = screen_problem()
+    if problem is None:
+        return Check("OK", "screen", "capture works" + ("" if wanted else " (not observed: GUM_OBSERVE)"))
+    level: Level = "FAIL" if wanted else "WARN"
+    return Check(level, "screen", problem, "fix the display or permission, or drop screen from GUM_OBSERVE")
+
+
+def check_watch_dirs(settings: Settings) -> Check:
+    if not settings.watch_dirs:
+        wanted = "files" in settings.observe
+        return Check("FAIL" if wanted else "OK", "watch dirs", "none set" + ("" if wanted else " (files not observed)"),
+                     "set GUM_WATCH_DIRS to the folders to watch")
+    missing = [str(p) for p in settings.watch_dirs if not p.is_dir()]
+    if missing:
+        return Check("FAIL", "watch dirs", f"not folders: {', '.join(missing)}", "fix GUM_WATCH_DIRS")
+    return Check("OK", "watch dirs", ", ".join(str(p) for p in settings.watch_dirs))
+
+
 def check_llm(settings: Settings) -> Check:
     from gum_mcp.llm.check import check_provider
     from gum_mcp.store import Store
@@ -88,7 +137,8 @@ def check_llm(settings: Settings) -> Check:
 
 
 def run_checks(settings: Settings, *, llm: bool = True) -> list[Check]:
-    checks = [check_python(), check_data_dir(settings), check_store(settings), check_embedding(settings)]
+    checks = [check_python(), check_data_dir(settings), check_store(settings), check_embedding(settings),
+              check_index(settings), check_screen(settings), check_watch_dirs(settings)]
     if llm:
         checks.append(check_llm(settings))
     return checks

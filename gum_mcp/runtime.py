@@ -26,13 +26,14 @@ import anyio.to_thread
 
 from gum_mcp.config import Settings
 from gum_mcp.domain import Proposition
+from gum_mcp.forgetting import open_store
 from gum_mcp.lock import EngineLock
-from gum_mcp.store import Store
 
 if TYPE_CHECKING:
     from gum_mcp.engine.loop import Engine
     from gum_mcp.index.vector_index import VectorIndex
     from gum_mcp.llm.base import LLMProvider
+    from gum_mcp.observers import ObserverSet
     from gum_mcp.retrieval import Hit, Over
 
 log = logging.getLogger("gum_mcp.runtime")
@@ -59,7 +60,7 @@ class Runtime:
         index_interval: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.store = Store.open(settings)
+        self.store = open_store(settings)
         self.lock = EngineLock(settings.data_dir)
         self.role: Role = "starting"
         self.run_engine = engine
@@ -68,6 +69,7 @@ class Runtime:
         self.index: VectorIndex | None = None
         self.index_problem: str | None = "starting"
         self.engine: Engine | None = None
+        self.observers: ObserverSet | None = None
         self.provider: LLMProvider | None = None
         self.socket_path = settings.data_dir / SOCKET_NAME
         self._index_wake: anyio.Event | None = None
@@ -117,8 +119,13 @@ class Runtime:
             tg.start_soon(self._keep_index)
             if self.run_engine:
                 await self._start_engine(tg)
+            if self.settings.observe:
+                await self._start_observers()
 
     async def _shutdown(self) -> None:
+        if self.observers is not None:
+            observers, self.observers = self.observers, None
+            await anyio.to_thread.run_sync(observers.stop)  # flushes coalesced file activity
         if self.provider is not None:
             await self.provider.aclose()
             self.provider = None
@@ -149,6 +156,14 @@ class Runtime:
         self.engine = Engine(self.store, self.provider, self.settings, related=self._related,
                              after_commit=[self._after_commit])
         tg.start_soon(self.engine.run)
+
+    async def _start_observers(self) -> None:
+        """Observers only append to the inbox; the engine picks their observations up."""
+        from gum_mcp.observers import ObserverSet
+
+        self.observers = ObserverSet(self.settings, self.store)
+        await anyio.to_thread.run_sync(self.observers.start)
+        log.info("observing: %s", ", ".join(self.settings.observe))
 
     async def _related(self, text: str, k: int) -> Sequence[Proposition]:
         result = await self.search(text, k=k)
@@ -269,6 +284,18 @@ class Runtime:
             await stream.send(json.dumps(reply).encode() + b"\n")
 
     # -- status
+    def observing(self) -> dict[str, Any]:
+        """Which observers run (in the owner) and whether observing is paused (for every process)."""
+        from gum_mcp.observers import paused_until
+        from gum_mcp.observers.base import show_pause
+
+        if self.observers is not None:
+            return self.observers.status()
+        paused = show_pause(paused_until(self.settings))
+        note = ("in the owning process" if self.role == "follower" else
+                "none (set GUM_OBSERVE or run `gum-mcp serve --observe screen,files`)")
+        return {"paused_until": paused, "observers": [], "note": note}
+
     def status(self) -> dict[str, Any]:
         owner = self.lock.owner()
         engine = self.engine.status() if self.engine is not None else None
@@ -282,6 +309,7 @@ class Runtime:
                 "last_batch_at": _iso(engine.last_batch_at), "last_error": engine.last_error,
                 "batches_done": engine.batches_done, "batches_failed": engine.batches_failed,
             },
+            "observing": self.observing(),
             "vector_index": "ready" if self.index is not None else (
                 "in the owning process" if self.role == "follower" else f"off: {self.index_problem}"),
         }

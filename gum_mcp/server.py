@@ -153,6 +153,11 @@ class Forgotten(BaseModel):
     message: str
 
 
+class Observing(BaseModel):
+    paused_until: str | None = Field(description="ISO-8601, 'indefinitely', or null when observing")
+    message: str
+
+
 class Status(BaseModel):
     data_dir: str
     user_name: str
@@ -164,6 +169,7 @@ class Status(BaseModel):
     pid: int
     engine_owner: dict[str, Any] | None
     engine: dict[str, Any] | None
+    observing: dict[str, Any] = Field(description="observers and their health; paused_until when paused")
     vector_index: str
     llm: dict[str, Any]
 
@@ -425,13 +431,42 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
         elif source is not None:
             reports = [await store.aio.forget_source(source)]
         else:
-            reports = [await store.aio.forget_range(_parse_time(since, "since"), _parse_time(until, "until"))]
+            from gum_mcp.forgetting import forget_range
+
+            window = (_parse_time(since, "since"), _parse_time(until, "until"))
+            reports = [await anyio.to_thread.run_sync(forget_range, store, *window)]
         runtime.wake_index()
         observations = sum(r.observations_deleted for r in reports)
         ids = sorted({pid for r in reports for pid in r.proposition_ids})
         return Forgotten(observations_deleted=observations, propositions_forgotten=len(ids), proposition_ids=ids,
                          message=f"removed {observations} observation(s) and {len(ids)} proposition version(s)"
                                  if observations or ids else "nothing matched; nothing was removed")
+
+    @server.tool(title="Pause observing", annotations=ADDITIVE)
+    @tool_errors
+    async def pause_observing(
+        minutes: Annotated[int | None, Field(ge=1, le=10080, description="how long, in minutes (default 60, max "
+                                                                         "7 days); null pauses until resumed")] = 60,
+    ) -> Observing:
+        """Stop watching the user's screen and files, for a while or until resume_observing: use it when the
+        user asks you to stop watching (e.g. "stop watching for an hour"). Nothing is captured meanwhile;
+        what the user tells you through record_observation still counts."""
+        from gum_mcp.observers import pause_observing as pause
+
+        until = None if minutes is None else utcnow() + timedelta(minutes=minutes)
+        await anyio.to_thread.run_sync(pause, settings, until)
+        shown = "until resumed" if until is None else f"until {until:%Y-%m-%d %H:%M} UTC"
+        return Observing(paused_until=until.isoformat() if until else "indefinitely",
+                         message=f"observing paused {shown}")
+
+    @server.tool(title="Resume observing", annotations=ADDITIVE)
+    @tool_errors
+    async def resume_observing() -> Observing:
+        """Start watching the user's screen and files again after pause_observing."""
+        from gum_mcp.observers import resume_observing as resume
+
+        was = await anyio.to_thread.run_sync(resume, settings)
+        return Observing(paused_until=None, message="observing resumed" if was else "observing was not paused")
 
     @server.tool(title="gum-mcp status", annotations=READ_ONLY)
     @tool_errors
@@ -499,6 +534,7 @@ async def collect_status(runtime: Runtime) -> Status:
         propositions_current=stats.propositions_current, propositions_retired=stats.propositions_retired,
         failed=[{"id": o.id, "error": o.last_error, "attempts": o.attempts} for o in stats.failed],
         role=state["role"], pid=state["pid"], engine_owner=state["engine_owner"], engine=state["engine"],
+        observing=state["observing"],
         vector_index=state["vector_index"],
         llm={"provider": settings.llm_provider, "problem": not_configured_reason(settings),
              "tokens_today": budget.used, "daily_budget": budget.budget or None,

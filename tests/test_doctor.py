@@ -66,3 +66,17 @@ def test_corrupt_database_fails(env: Path, capsys) -> None:
     (env / "gum.sqlite3").write_bytes(b"this is not a database" * 100)
     code, checks = doctor(capsys, "--offline")
     assert code == 1 and checks["store"]["level"] == "FAIL"
+
+
+def test_observer_checks(env: Path, capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, checks = doctor(capsys, "--offline")
+    assert checks["screen"]["level"] == "WARN" and checks["watch dirs"]["level"] == "OK"
+    assert checks["vector index"]["level"] in ("OK", "WARN")
+    monkeypatch.setenv("GUM_OBSERVE", "screen,files")
+    monkeypatch.setenv("GUM_WATCH_DIRS", str(tmp_path / "no-such-folder"))
+    code, checks = doctor(capsys, "--offline")
+    assert code == 1
+    assert checks["screen"]["level"] == "FAIL" and "display" in checks["screen"]["detail"].lower()
+    assert checks["watch dirs"]["level"] == "FAIL" and "no-such-folder" in checks["watch dirs"]["detail"]

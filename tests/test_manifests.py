@@ -30,7 +30,8 @@ SCHEMA = REPO / "tests" / "fixtures" / "server.schema.json"
 SCHEMA_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0"
 MCPB = REPO / "node_modules" / ".bin" / ("mcpb.cmd" if os.name == "nt" else "mcpb")
 TOOLS = {"query_user", "list_propositions", "get_proposition", "get_recent_activity", "record_observation",
-         "give_feedback", "forget", "status", "suggest_actions", "respond_to_suggestion"}
+         "give_feedback", "forget", "status", "suggest_actions", "respond_to_suggestion",
+         "pause_observing", "resume_observing"}
 USER_CONFIG = re.compile(r"\$\{user_config\.(\w+)\}")
 
 

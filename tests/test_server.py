@@ -63,7 +63,7 @@ async def test_every_tool_resource_and_prompt(gum, mode: str) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert set(tools) == {"query_user", "list_propositions", "get_proposition", "get_recent_activity",
                               "record_observation", "give_feedback", "forget", "status", "suggest_actions",
-                              "respond_to_suggestion"}
+                              "respond_to_suggestion", "pause_observing", "resume_observing"}
         assert tools["query_user"].annotations.read_only_hint is True
         assert tools["forget"].annotations.destructive_hint is True
         assert all(t.output_schema for t in tools.values())

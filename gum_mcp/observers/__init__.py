@@ -1,0 +1,55 @@
+"""Observers: threads that watch how the person works and append observations to the inbox.
+
+An observer never calls the engine: it turns raw events (screen frames, file activity) into text
+observations and adds them to the store's inbox, which the engine lock owner processes.
+
+Public API (what the runtime, the CLI and the MCP server use):
+
+- `ObserverSet(settings, store, names=None)`: start / stop / health / status of the observers that
+  `settings.observe` names (`screen`, `files`).
+- `pause_observing(settings, until)`, `resume_observing(settings)`, `paused_until(settings)`: a
+  pause shared by every process through `<data dir>/pause.json`.
+- `forget_screenshots(settings, since, until)` and `screenshots_forget_hook(settings)`: forget
+  removes pending and kept screenshots too. `forget_file_cache(settings)` drops the local copies
+  the file observer keeps for diffs.
+"""
+
+from __future__ import annotations
+
+from gum_mcp.config import Settings
+from gum_mcp.observers.base import (
+    INDEFINITELY,
+    Clock,
+    ManualClock,
+    Observer,
+    ObserverSet,
+    PauseState,
+    SystemClock,
+    pause_observing,
+    paused_until,
+    resume_observing,
+)
+from gum_mcp.observers.frames import forget_screenshots, screenshots_forget_hook
+
+__all__ = [
+    "INDEFINITELY",
+    "Clock",
+    "ManualClock",
+    "Observer",
+    "ObserverSet",
+    "PauseState",
+    "SystemClock",
+    "forget_file_cache",
+    "forget_screenshots",
+    "pause_observing",
+    "paused_until",
+    "resume_observing",
+    "screenshots_forget_hook",
+]
+
+
+def forget_file_cache(settings: Settings) -> int:
+    """Delete the file observer's cached copies (for `forget --all`). Returns how many were removed."""
+    from gum_mcp.observers.files import forget_file_cache as _forget
+
+    return _forget(settings)

@@ -1,0 +1,93 @@
+"""The observers wired into real processes: `serve --observe`, `observe`, `pause`, `resume`."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from gum_mcp.cli import main
+from gum_mcp.store import Store
+from tests.conftest import PYTHON, REPO, eventually, gum_env, make_settings, wait_until
+
+
+def file_observations(data_dir: Path) -> list:
+    if not (data_dir / "gum.sqlite3").exists():
+        return []
+    with Store.open(make_settings(data_dir)) as store:
+        return [o for o in store.observations(limit=50) if o.kind == "file"]
+
+
+@pytest.mark.anyio
+async def test_serve_observe_files_and_a_clean_stop_flushes_what_it_holds(tmp_path: Path) -> None:
+    data_dir, watched = tmp_path / "data", tmp_path / "notes"
+    watched.mkdir()
+    env = gum_env(data_dir, GUM_WATCH_DIRS=str(watched), GUM_FILES_WINDOW="3600")
+    params = StdioServerParameters(command=PYTHON, args=["-m", "gum_mcp", "serve", "--observe", "files"], env=env,
+                                   cwd=REPO)
+    note = watched / "q4-plan.md"
+    async with Client(params, mode="legacy") as client:
+
+        async def files_health() -> dict | None:
+            status = (await client.call_tool("status", {})).structured_content
+            found = [o for o in status["observing"]["observers"] if o["name"] == "files"]
+            return found[0] if found and found[0]["state"] == "running" else None
+
+        await eventually(files_health, timeout=60)
+
+        async def edited() -> bool:
+            note.write_text("# Q4 plan\nbudget line\nbudget line\n")
+            return (await files_health())["counts"].get("events", 0) > 0
+
+        await eventually(edited, timeout=60, interval=0.3)
+        paused = await client.call_tool("pause_observing", {"minutes": 5})
+        assert not paused.is_error and "paused until" in paused.structured_content["message"]
+        status = (await client.call_tool("status", {})).structured_content
+        assert status["observing"]["paused_until"]
+        resumed = await client.call_tool("resume_observing", {})
+        assert resumed.structured_content["message"] == "observing resumed"
+        # the window is an hour long: nothing was flushed yet
+        assert file_observations(data_dir) == []
+    # the client went away, the server stopped cleanly and flushed the coalesced activity
+    found = file_observations(data_dir)
+    assert len(found) == 1 and "q4-plan.md" in found[0].content
+
+
+def test_observe_command_feeds_the_inbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    data_dir, watched = tmp_path / "data", tmp_path / "notes"
+    watched.mkdir()
+    env = gum_env(data_dir, GUM_WATCH_DIRS=str(watched), GUM_FILES_WINDOW="0.5")
+    proc = subprocess.Popen([PYTHON, "-m", "gum_mcp", "observe", "--observe", "files"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def observed() -> bool:
+            assert proc.poll() is None, proc.stderr.read()
+            (watched / "todo.txt").write_text("call Jordan about the budget\n")
+            return bool(file_observations(data_dir))
+
+        wait_until(observed, timeout=60, interval=0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert "nothing was lost" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "todo.txt" in file_observations(data_dir)[0].content
+
+
+def test_pause_and_resume_commands(tmp_path: Path, monkeypatch, capsys) -> None:
+    from gum_mcp.observers import paused_until
+
+    monkeypatch.setenv("GUM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["pause", "--for", "30m"]) == 0
+    assert "observing paused until" in capsys.readouterr().out
+    assert paused_until(make_settings(tmp_path / "data")) is not None
+    assert main(["resume"]) == 0
+    assert capsys.readouterr().out.strip() == "observing resumed"
+    assert paused_until(make_settings(tmp_path / "data")) is None
+    assert main(["pause", "--for", "soon"]) == 2
+    assert main(["observe"]) == 2
