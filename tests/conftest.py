@@ -37,6 +37,23 @@ def store(settings: Settings) -> Iterator[Store]:
         yield opened
 
 
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory):
+    """The offline MiniLM embedder, loaded once per session. Missing model: skip here, fail in CI."""
+    from gum_mcp.index.embeddings import make_embedder
+    from gum_mcp.index.models import find_minilm
+
+    settings = make_settings(tmp_path_factory.mktemp("embedder"))
+    if find_minilm(settings.models_dir) is None:
+        missing = f"MiniLM is not installed in {settings.models_dir} (gum-mcp models install)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    made, reason = make_embedder(settings)
+    assert made is not None, reason
+    return made
+
+
 def wait_until(predicate: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02) -> object:
     """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

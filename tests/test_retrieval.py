@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-import os
 import sys
 from datetime import timedelta
 
@@ -14,8 +13,6 @@ import pytest
 
 from gum_mcp import retrieval
 from gum_mcp.domain import BatchResult, InvalidInput, NewProposition, PropositionDraft, utcnow
-from gum_mcp.index.embeddings import make_embedder
-from gum_mcp.index.models import find_minilm
 from gum_mcp.index.vector_index import VectorIndex
 from gum_mcp.retrieval import (
     Retriever,
@@ -30,19 +27,6 @@ from gum_mcp.store.search import fts_query, query_terms
 from tests.conftest import REPO, make_settings
 
 NOW = utcnow()
-
-
-@pytest.fixture(scope="session")
-def embedder(tmp_path_factory):
-    settings = make_settings(tmp_path_factory.mktemp("embedder"))
-    if find_minilm(settings.models_dir) is None:
-        missing = f"MiniLM is not installed in {settings.models_dir} (gum-mcp models install)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    made, reason = make_embedder(settings)
-    assert made is not None, reason
-    return made
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -15,8 +14,7 @@ import numpy as np
 import pytest
 
 from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft, utcnow
-from gum_mcp.index.embeddings import ChromaEmbeddingFunction, make_embedder
-from gum_mcp.index.models import find_minilm
+from gum_mcp.index.embeddings import ChromaEmbeddingFunction
 from gum_mcp.index.vector_index import (
     COLLECTION_NAMES,
     CURSOR_KEY,
@@ -28,19 +26,6 @@ from gum_mcp.index.vector_index import (
 from gum_mcp.retrieval import search
 from gum_mcp.store import Store
 from tests.conftest import REPO, gum_env, make_settings, wait_until
-
-
-@pytest.fixture(scope="session")
-def embedder(tmp_path_factory):
-    settings = make_settings(tmp_path_factory.mktemp("embedder"))
-    if find_minilm(settings.models_dir) is None:
-        missing = f"MiniLM is not installed in {settings.models_dir} (gum-mcp models install)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    made, reason = make_embedder(settings)
-    assert made is not None, reason
-    return made
 
 
 class HashingEmbedder:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +20,9 @@ from gum_mcp.llm.base import (
     Accounting,
     LLMProvider,
     RawReply,
-    TransportFailure,
-    describe,
     image_media_type,
     inline_refs,
-    is_retryable_status,
-    parse_retry_after,
-    short,
+    sdk_failure,
     tool_name,
 )
 
@@ -134,26 +129,8 @@ class AnthropicProvider(LLMProvider):
                 timeout=self.settings.llm_timeout,
                 **extra,
             )
-        except anthropic.APITimeoutError:
-            raise TransportFailure(
-                f"timed out after {self.settings.llm_timeout:g}s", retryable=True, kind="timeout"
-            ) from None
-        except anthropic.APIConnectionError as exc:
-            cause = exc.__cause__
-            raise TransportFailure(
-                f"connection failed ({describe(cause) if cause else exc})", retryable=True, kind="connection"
-            ) from None
-        except anthropic.APIStatusError as exc:
-            headers = dict(exc.response.headers)
-            raise TransportFailure(
-                f"HTTP {exc.status_code}: {short(_error_message(exc))}",
-                retryable=is_retryable_status(exc.status_code),
-                status=exc.status_code,
-                retry_after=parse_retry_after(headers),
-                headers=headers,
-            ) from None
         except anthropic.AnthropicError as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {short(str(exc))}", retryable=False) from None
+            raise sdk_failure(exc, anthropic, self.settings.llm_timeout) from None
 
         usage = message.usage
         reply = RawReply(
@@ -180,14 +157,3 @@ class AnthropicProvider(LLMProvider):
         if message.stop_reason == "max_tokens":
             reply.problem = "the reply was cut off at the output token limit; reply more briefly"
         return reply
-
-
-def _error_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return exc.message if isinstance(exc.message, str) else json.dumps(body)

@@ -229,6 +229,39 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
+def sdk_failure(exc: Exception, sdk: Any, timeout: float) -> TransportFailure:
+    """Map an `openai` or `anthropic` SDK exception (both SDKs share these class names) to a
+    TransportFailure: timeouts, connection errors and 408/409/429/5xx are retryable."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return TransportFailure(f"timed out after {timeout:g}s", retryable=True, kind="timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__
+        return TransportFailure(f"connection failed ({describe(cause) if cause else exc})", retryable=True,
+                                kind="connection")
+    if isinstance(exc, sdk.APIStatusError):
+        headers = dict(exc.response.headers)
+        return TransportFailure(
+            f"HTTP {exc.status_code}: {short(_status_message(exc))}",
+            retryable=is_retryable_status(exc.status_code),
+            status=exc.status_code,
+            retry_after=parse_retry_after(headers),
+            headers=headers,
+        )
+    return TransportFailure(f"{type(exc).__name__}: {short(str(exc))}", retryable=False)
+
+
+def _status_message(exc: Any) -> str:
+    """The provider's own error message from an API status error's body."""
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+    return exc.message if isinstance(exc.message, str) else json.dumps(body)
+
+
 def short(text: str) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"

@@ -20,12 +20,9 @@ from gum_mcp.llm.base import (
     Accounting,
     LLMProvider,
     RawReply,
-    TransportFailure,
-    describe,
     image_media_type,
     inline_refs,
-    is_retryable_status,
-    parse_retry_after,
+    sdk_failure,
     short,
     tool_name,
 )
@@ -184,26 +181,8 @@ class OpenAIProvider(LLMProvider):
                 response_format=self._response_format(schema),  # type: ignore[arg-type]
                 timeout=self.settings.llm_timeout,
             )
-        except openai.APITimeoutError:
-            raise TransportFailure(
-                f"timed out after {self.settings.llm_timeout:g}s", retryable=True, kind="timeout"
-            ) from None
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__
-            raise TransportFailure(
-                f"connection failed ({describe(cause) if cause else exc})", retryable=True, kind="connection"
-            ) from None
-        except openai.APIStatusError as exc:
-            headers = dict(exc.response.headers)
-            raise TransportFailure(
-                f"HTTP {exc.status_code}: {short(_error_message(exc))}",
-                retryable=is_retryable_status(exc.status_code),
-                status=exc.status_code,
-                retry_after=parse_retry_after(headers),
-                headers=headers,
-            ) from None
         except openai.OpenAIError as exc:
-            raise TransportFailure(f"{type(exc).__name__}: {short(str(exc))}", retryable=False) from None
+            raise sdk_failure(exc, openai, self.settings.llm_timeout) from None
 
         usage = completion.usage
         reply = RawReply(
@@ -225,14 +204,3 @@ class OpenAIProvider(LLMProvider):
             # Truncated: validation will fail; say why.
             reply.problem = "the reply was cut off at the output token limit; reply more briefly"
         return reply
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-    return exc.message
