@@ -40,7 +40,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 SERVER_NAME = "gum"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "manifests" / "clients"
+def _templates_dir() -> Path:
+    """manifests/clients/ in a source checkout (or an editable install); in an installed wheel the
+    same files are data files under <prefix>/share/gum-mcp/clients (pyproject.toml)."""
+    source = Path(__file__).resolve().parent.parent / "manifests" / "clients"
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "gum-mcp" / "clients"
+
+
+TEMPLATES_DIR = _templates_dir()
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 Scope = Literal["user", "project"]
