@@ -24,6 +24,7 @@ from gum_mcp.llm.base import (
     inline_refs,
     sdk_failure,
     tool_name,
+    with_images,
 )
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
@@ -60,16 +61,14 @@ def _content(text: str, images: Sequence[bytes]) -> str | list[dict[str, Any]]:
 
 def build_messages(messages: list[dict[str, str]], images: Sequence[bytes]) -> list[dict[str, Any]]:
     """Messages API turns; the images go with the last user message of the caller's conversation."""
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    out: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        content = _content(message["content"], images) if i == last_user else message["content"]
-        out.append({"role": message["role"], "content": content})
-    return out
+    return with_images(messages, images, _content)
 
 
 class AnthropicProvider(LLMProvider):
     name = "anthropic"
+
+    default_model = DEFAULT_MODEL
+    default_vision_model = DEFAULT_VISION_MODEL
 
     def __init__(
         self,
@@ -79,12 +78,7 @@ class AnthropicProvider(LLMProvider):
         model: str | None = None,
         vision_model: str | None = None,
     ) -> None:
-        super().__init__(
-            settings,
-            accounting,
-            model=model or settings.model or DEFAULT_MODEL,
-            vision_model=vision_model or settings.vision_model or settings.model or DEFAULT_VISION_MODEL,
-        )
+        super().__init__(settings, accounting, model=model, vision_model=vision_model)
         self.base_url = settings.anthropic_base_url
         self._client = anthropic.AsyncAnthropic(
             api_key=settings.anthropic_api_key or PLACEHOLDER_KEY,

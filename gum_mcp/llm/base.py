@@ -34,7 +34,7 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -229,6 +229,16 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
+def with_images(
+    messages: list[dict[str, str]], images: Sequence[bytes], content: Callable[[str, Sequence[bytes]], Any]
+) -> list[dict[str, Any]]:
+    """The caller's turns, with the images (in the provider's format, built by `content`) on the last
+    user message."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    return [{"role": m["role"], "content": content(m["content"], images) if i == last_user else m["content"]}
+            for i, m in enumerate(messages)]
+
+
 def sdk_failure(exc: Exception, sdk: Any, timeout: float) -> TransportFailure:
     """Map an `openai` or `anthropic` SDK exception (both SDKs share these class names) to a
     TransportFailure: timeouts, connection errors and 408/409/429/5xx are retryable."""
@@ -342,11 +352,17 @@ class LLMProvider(ABC):
     vision_model: str
     base_url: str | None = None
 
-    def __init__(self, settings: Settings, accounting: Accounting | None, *, model: str, vision_model: str) -> None:
+    default_model: str  # used when neither the caller nor GUM_MODEL names one
+    default_vision_model: str
+
+    def __init__(
+        self, settings: Settings, accounting: Accounting | None, *, model: str | None = None,
+        vision_model: str | None = None,
+    ) -> None:
         self.settings = settings
         self.accounting = accounting
-        self.model = model
-        self.vision_model = vision_model
+        self.model = model or settings.model or self.default_model
+        self.vision_model = vision_model or settings.vision_model or settings.model or self.default_vision_model
 
     # -- what implementations provide
 
@@ -393,31 +409,23 @@ class LLMProvider(ABC):
         await self._check_budget(stage, model)
 
         conversation = [dict(message) for message in messages]
-        reply = await self._with_retries(
-            schema, model=model, system=system, messages=conversation, images=images, stage=stage
-        )
-        result, problem = self._validate(schema, reply)
-        if result is not None:
-            await self._record(stage, model, reply, outcome="ok")
-            return result
-        assert problem is not None
-        await self._record(stage, model, reply, outcome="invalid", error=problem)
-        log.warning("llm %s: %s reply did not validate; asking once for a repair", stage, self.name)
-
-        repair = [
-            *conversation,
-            {"role": "assistant", "content": reply.shown() or "(empty reply)"},
-            {"role": "user", "content": _repair_prompt(problem)},
-        ]
-        reply = await self._with_retries(
-            schema, model=model, system=system, messages=repair, images=images, stage=stage
-        )
-        result, problem = self._validate(schema, reply)
-        if result is not None:
-            await self._record(stage, model, reply, outcome="ok")
-            return result
-        assert problem is not None
-        await self._record(stage, model, reply, outcome="invalid", error=problem)
+        for repairing in (False, True):
+            reply = await self._with_retries(
+                schema, model=model, system=system, messages=conversation, images=images, stage=stage
+            )
+            result, problem = self._validate(schema, reply)
+            if result is not None:
+                await self._record(stage, model, reply, outcome="ok")
+                return result
+            assert problem is not None
+            await self._record(stage, model, reply, outcome="invalid", error=problem)
+            if repairing:
+                break
+            log.warning("llm %s: %s reply did not validate; asking once for a repair", stage, self.name)
+            conversation += [
+                {"role": "assistant", "content": reply.shown() or "(empty reply)"},
+                {"role": "user", "content": _repair_prompt(problem)},
+            ]
         log.warning("llm %s: %s reply invalid after repair", stage, self.name)
         detail = f"reply invalid after one repair attempt: {problem}"
         raise LLMInvalidReply(f"{self.name} {model}{self._where()}: {detail}", detail=detail)

@@ -25,6 +25,7 @@ from gum_mcp.llm.base import (
     sdk_failure,
     short,
     tool_name,
+    with_images,
 )
 
 DEFAULT_MODEL = "gpt-5-mini"
@@ -119,16 +120,15 @@ def _content(text: str, images: Sequence[bytes]) -> str | list[dict[str, Any]]:
 
 def build_messages(system: str, messages: list[dict[str, str]], images: Sequence[bytes]) -> list[dict[str, Any]]:
     """Chat messages; the images go with the last user message of the caller's conversation."""
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
-    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    for i, message in enumerate(messages):
-        content = _content(message["content"], images) if i == last_user else message["content"]
-        out.append({"role": message["role"], "content": content})
-    return out
+    head: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    return head + with_images(messages, images, _content)
 
 
 class OpenAIProvider(LLMProvider):
     name = "openai"
+
+    default_model = DEFAULT_MODEL
+    default_vision_model = DEFAULT_VISION_MODEL
 
     def __init__(
         self,
@@ -138,12 +138,7 @@ class OpenAIProvider(LLMProvider):
         model: str | None = None,
         vision_model: str | None = None,
     ) -> None:
-        super().__init__(
-            settings,
-            accounting,
-            model=model or settings.model or DEFAULT_MODEL,
-            vision_model=vision_model or settings.vision_model or settings.model or DEFAULT_VISION_MODEL,
-        )
+        super().__init__(settings, accounting, model=model, vision_model=vision_model)
         self.base_url = settings.openai_base_url  # None: the default endpoint, not named in messages
         self._client = openai.AsyncOpenAI(
             api_key=settings.openai_api_key or PLACEHOLDER_KEY,
