@@ -38,6 +38,9 @@ from gum_mcp.runtime import Runtime
 log = logging.getLogger("gum_mcp.server")
 
 MAX_OUTPUT_BYTES = 16 * 1024
+#: forget(query=...) removes only matches at least this relevant (0..1, before recency and confidence
+#: weights): a destructive call must not take the best of a set of unrelated propositions.
+FORGET_MIN_RELEVANCE = 0.4
 SNIPPET_CHARS = 200
 EVIDENCE_PER_PROPOSITION = 2
 
@@ -405,7 +408,8 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
     async def forget(
         proposition_id: Annotated[int | None, Field(ge=1, description="a proposition and all its versions")] = None,
         query: Annotated[str | None, Field(min_length=1, max_length=1000, description="the propositions that "
-                                                                                      "best match this text")]
+                                                                                      "closely match this text "
+                                                                                      "(weak matches are kept)")]
         = None,
         since: Annotated[str | None, Field(description="with until: observations in a time range (ISO-8601 or an "
                                                        "age like 2h)")] = None,
@@ -427,7 +431,7 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
         elif query is not None:
             result = await runtime.search(query, k=max_matches)
             reports = [await store.aio.forget_proposition(h.id, delete_evidence=with_evidence)
-                       for h in result.hits if h.proposition is not None]
+                       for h in result.hits if h.proposition is not None and h.relevance >= FORGET_MIN_RELEVANCE]
         elif source is not None:
             reports = [await store.aio.forget_source(source)]
         else:

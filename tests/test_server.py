@@ -175,7 +175,9 @@ async def test_forget_by_query_removes_the_match(gum) -> None:
     runtime, ids = gum
     async with Client(build_server(runtime), mode="legacy") as client:
         await runtime.wait_owner_ready()
-        gone = data(await client.call_tool("forget", {"query": "half marathon race", "max_matches": 1}))
+        nothing = data(await client.call_tool("forget", {"query": "favourite pizza toppings", "max_matches": 3}))
+        assert nothing["proposition_ids"] == [] and "nothing matched" in nothing["message"]
+        gone = data(await client.call_tool("forget", {"query": "half marathon race", "max_matches": 3}))
         assert gone["proposition_ids"] == [ids[1]]
         left = data(await client.call_tool("query_user", {"query": "Porto half marathon"}))
         assert all("Porto" not in (p["text"] or "") for p in left["propositions"])
