@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
+import anyio
 from pydantic import BaseModel
 
 from gum_mcp.config import Settings
@@ -68,6 +69,7 @@ ENGINE_CRASH_POINTS = (
 )
 
 AUDIT_CONTEXT_K = 8  # existing propositions shown to the audit
+GATHER_CONCURRENCY = 4  # related searches in flight at once (their embeddings run one pass per core)
 AUDIT_QUERY_CHARS = 4000  # how much of the batch text the audit's retrieval query uses
 CANDIDATES_K = 5  # related propositions gathered per draft
 MAX_CANDIDATES = 60  # candidates shown to relate, in all
@@ -239,6 +241,21 @@ class _Batch:
         found = await self.related(query if query.strip() else text, k)
         return [p for p in found if p.current and p.text][:k]
 
+    async def _related_many(self, texts: Sequence[str], k: int) -> list[list[Proposition]]:
+        """`_related` for every text, concurrently: each search embeds its query, and the embedder
+        runs one pass per core, so a batch's drafts are gathered about twice as fast as in turn."""
+        results: list[list[Proposition]] = [[] for _ in texts]
+        limiter = anyio.CapacityLimiter(GATHER_CONCURRENCY)
+
+        async def one(i: int, text: str) -> None:
+            async with limiter:
+                results[i] = await self._related(text, k)
+
+        async with anyio.create_task_group() as tg:
+            for i, text in enumerate(texts):
+                tg.start_soon(one, i, text)
+        return results
+
     # -- steps
 
     async def audit(self) -> None:
@@ -299,8 +316,8 @@ class _Batch:
         identical: dict[int, list[tuple[_Draft, int | None]]] = {}  # pid -> (draft, judged confidence)
         to_relate: list[_Draft] = []
         unrelated: list[_Draft] = []
-        for draft in drafts:
-            found = await self._related(draft.text, CANDIDATES_K)
+        gathered = await self._related_many([d.text for d in drafts], CANDIDATES_K)
+        for draft, found in zip(drafts, gathered, strict=True):
             key = normalise(draft.text)
             exact = next((p for p in found if normalise(p.text or "") == key), None)
             if exact is not None:
