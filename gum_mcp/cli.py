@@ -436,12 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("status", cmd_status, "Counts, pending and failed work.")
 
-    from gum_mcp.install import client_scopes
-
-    scopes = client_scopes()
     p = command("install", cmd_install, "Add gum-mcp to an MCP client's config (backup first; idempotent).")
-    p.add_argument("client", choices=sorted(scopes), help="; ".join(f"{c}: {', '.join(s)}" for c, s in
-                                                                  sorted(scopes.items())))
+    p.add_argument("client", help="claude-desktop, claude-code, cursor, vscode, windsurf or zed")
     p.add_argument("--scope", choices=("user", "project"), help="where the client reads it (default: user)")
     p.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
 

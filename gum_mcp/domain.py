@@ -19,6 +19,16 @@ Verdict = Literal["confirm", "reject", "correct"]
 Score = Annotated[int, Field(ge=1, le=10)]
 
 
+#: Decay is a half-life: a proposition of decay d counts half as recent after 2^(d-1) days (decay 1:
+#: a day, a passing state; 4: 8 days, this week's task; 7: 64 days, a project; 10: 512 days, a trait).
+HALF_LIFE_BASE_DAYS = 1.0
+
+
+def half_life_days(decay: int) -> float:
+    """Days after which a proposition of this decay counts half as recent (decay 10 fades slowest)."""
+    return HALF_LIFE_BASE_DAYS * 2.0 ** (int(decay) - 1)
+
+
 class InvalidInput(ValueError):
     """A caller passed something the store refuses; nothing was changed. The message is for people."""
 

@@ -57,7 +57,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio.to_thread
 import numpy as np
 
-from gum_mcp.domain import InvalidInput, Observation, Proposition, parse_when, to_ts, utcnow
+from gum_mcp.domain import (
+    HALF_LIFE_BASE_DAYS,
+    InvalidInput,
+    Observation,
+    Proposition,
+    half_life_days,
+    parse_when,
+    to_ts,
+    utcnow,
+)
 from gum_mcp.store.search import query_terms
 
 if TYPE_CHECKING:
@@ -72,7 +81,6 @@ Method = Literal["hybrid", "bm25", "vector", "rrf"]
 Kind = Literal["proposition", "observation"]
 
 # -- recency and confidence
-HALF_LIFE_BASE_DAYS = 1.0
 RECENCY_FLOOR = 0.4
 CONFIDENCE_FLOOR = 0.5
 OBSERVATION_DECAY = 4
@@ -95,11 +103,6 @@ MMR_POOL_PER_HIT = 4
 MAX_K = 100
 
 _DAY = 86400.0
-
-
-def half_life_days(decay: int) -> float:
-    """Days after which a proposition of this decay counts half as recent (decay 10 fades slowest)."""
-    return HALF_LIFE_BASE_DAYS * 2.0 ** (int(decay) - 1)
 
 
 def recency_weight(decay: int, age_days: float) -> float:

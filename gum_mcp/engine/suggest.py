@@ -59,7 +59,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from gum_mcp.config import Settings
-from gum_mcp.domain import InvalidInput, Observation, Proposition, utcnow
+from gum_mcp.domain import InvalidInput, Observation, Proposition, half_life_days, utcnow
 from gum_mcp.engine.prompts import (
     ObservationView,
     _preamble,
@@ -69,7 +69,6 @@ from gum_mcp.engine.prompts import (
     render_proposition,
 )
 from gum_mcp.llm.base import LLMProvider
-from gum_mcp.retrieval import half_life_days
 from gum_mcp.store import Store
 from gum_mcp.store.suggestions import NewSuggestion, Suggestion, find_duplicate
 
