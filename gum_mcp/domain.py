@@ -29,6 +29,12 @@ def half_life_days(decay: int) -> float:
     return HALF_LIFE_BASE_DAYS * 2.0 ** (int(decay) - 1)
 
 
+#: Bounds of a request for suggestions, shared by the engine that checks them and the tool that
+#: advertises them.
+SUGGEST_MAX_LIMIT = 10
+SUGGEST_MAX_CONTEXT_CHARS = 2000
+
+
 class InvalidInput(ValueError):
     """A caller passed something the store refuses; nothing was changed. The message is for people."""
 

@@ -42,8 +42,9 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from gum_mcp.domain import SUGGEST_MAX_CONTEXT_CHARS as MAX_CONTEXT_CHARS
+from gum_mcp.domain import SUGGEST_MAX_LIMIT as MAX_LIMIT
 from gum_mcp.domain import ForgetReport, Proposition, utcnow
-from gum_mcp.engine.suggest import MAX_CONTEXT_CHARS, MAX_LIMIT, suggest, threshold_of
 from gum_mcp.store.suggestions import Suggestion
 
 if TYPE_CHECKING:
@@ -299,6 +300,8 @@ def add_suggestion_tools(server: MCPServer, runtime: Runtime) -> None:
     server.gum_suggestions = watch  # type: ignore[attr-defined]
 
     async def run_suggest(context: str, limit: int) -> tuple[SuggestOutcome, list[str]]:
+        from gum_mcp.engine.suggest import suggest  # the engine loads on first use, not at start-up
+
         notes: list[str] = []
 
         async def related(text: str, k: int) -> list[Proposition]:
@@ -382,7 +385,7 @@ def add_suggestion_tools(server: MCPServer, runtime: Runtime) -> None:
                                  "or accepted), newest first. Subscribe to hear when the list changes.")
     async def suggestions_resource() -> str:
         open_now = await store.aio.suggestions(status="open", limit=OPEN_LIST_LIMIT)
-        result = OpenSuggestions(suggestions=await _shape_all(store, open_now), threshold=threshold_of(settings))
+        result = OpenSuggestions(suggestions=await _shape_all(store, open_now), threshold=settings.suggest_threshold)
         if not open_now:
             result = result.model_copy(update={"note": "no open suggestions"})
         return bounded(result, "suggestions").model_dump_json(indent=2)

@@ -59,7 +59,15 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from gum_mcp.config import Settings
-from gum_mcp.domain import InvalidInput, Observation, Proposition, half_life_days, utcnow
+from gum_mcp.domain import (
+    SUGGEST_MAX_CONTEXT_CHARS,
+    SUGGEST_MAX_LIMIT,
+    InvalidInput,
+    Observation,
+    Proposition,
+    half_life_days,
+    utcnow,
+)
 from gum_mcp.engine.prompts import (
     ObservationView,
     _preamble,
@@ -77,8 +85,8 @@ DEFAULT_THRESHOLD = 2.0
 #: p_useful is multiplied by this per dismissal of the propositions it rests on (averaged over them).
 DISMISS_PENALTY = 0.5
 
-MAX_LIMIT = 10
-MAX_CONTEXT_CHARS = 2000
+MAX_LIMIT = SUGGEST_MAX_LIMIT
+MAX_CONTEXT_CHARS = SUGGEST_MAX_CONTEXT_CHARS
 RECENT_PROPOSITIONS = 15  # from the empty query: what matters most now
 CONTEXT_PROPOSITIONS = 10  # from the caller's context
 RECENT_HOURS = 24
