@@ -18,7 +18,7 @@ from typing import Any
 
 from gum_mcp import __version__
 from gum_mcp.config import ConfigError, Settings, load_settings
-from gum_mcp.domain import InvalidInput, NotFound, Proposition, parse_when
+from gum_mcp.domain import InvalidInput, NotFound, Proposition, human_age, parse_when
 
 log = logging.getLogger("gum_mcp")
 
@@ -35,13 +35,7 @@ def _emit_json(value: Any) -> None:
 
 
 def _age(prop: Proposition) -> str:
-    from gum_mcp.domain import utcnow
-
-    seconds = max(0.0, (utcnow() - prop.last_supported_at).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+    return human_age(prop.last_supported_at)
 
 
 def _open_store(settings: Settings):
@@ -52,26 +46,18 @@ def _open_store(settings: Settings):
 
 # -- commands
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from gum_mcp.llm.base import read_budget_state
-    from gum_mcp.llm.factory import not_configured_reason
+    from gum_mcp.index.models import model_status
+    from gum_mcp.llm.factory import llm_status
+    from gum_mcp.lock import EngineLock
 
     with _open_store(settings) as store:
         stats = store.stats()
-        budget = read_budget_state(settings, store)
-    from gum_mcp.index.models import model_status
-    from gum_mcp.lock import EngineLock
-
+        llm = llm_status(settings, store)
     owner = EngineLock(settings.data_dir).owner()
-    engine = None if owner is None else {"pid": owner.pid, "host": owner.host, "command": owner.command}
-    embedding = "off (GUM_EMBEDDING=none)" if settings.embedding == "none" else (
-        f"openai {settings.embedding_model or 'text-embedding-3-small'}" if settings.embedding == "openai"
-        else model_status(settings).describe())
-    llm = {"provider": settings.llm_provider, "problem": not_configured_reason(settings),
-           "tokens_today": budget.used, "daily_budget": budget.budget or None,
-           "paused_until": budget.paused_until.isoformat() if budget.paused else None}
+    embedding = model_status(settings).describe()
     if args.json:
         _emit_json({"data_dir": str(settings.data_dir), **stats.model_dump(mode="json"), "llm": llm,
-                    "engine_owner": engine, "embedding": embedding})
+                    "engine_owner": owner.describe() if owner else None, "embedding": embedding})
         return 0
     obs = stats.observations
     print(f"data dir      {settings.data_dir}")
@@ -83,8 +69,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"embeddings    {embedding}")
     print("engine        " + (f"running in pid {owner.pid} ({owner.command})" if owner else
                               "not running (it runs inside `gum-mcp serve` or `gum-mcp observe`)"))
-    if budget.paused:
-        print(f"llm budget    spent ({budget.used} of {budget.budget}); paused until {llm['paused_until']}")
+    if llm["paused_until"]:
+        print(f"llm budget    spent ({llm['tokens_today']} of {llm['daily_budget']}); paused until "
+              f"{llm['paused_until']}")
     for item in stats.failed:
         print(f"failed        observation {item.id}: {item.last_error}  (gum-mcp retry)")
     return 0
@@ -374,17 +361,10 @@ def cmd_observe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import timedelta
-
-    from gum_mcp.domain import utcnow
+    from gum_mcp.domain import parse_duration, utcnow
     from gum_mcp.observers import pause_observing
 
-    until = None
-    if args.duration:
-        seconds = (utcnow() - parse_when(args.duration, name="--for")).total_seconds()
-        if seconds <= 0:
-            raise UsageError("--for: give a duration such as 30m, 2h or 1d")
-        until = utcnow() + timedelta(seconds=seconds)
+    until = utcnow() + parse_duration(args.duration, name="--for") if args.duration else None
     pause_observing(settings, until)
     print("observing paused " + (f"until {until:%Y-%m-%d %H:%M} UTC" if until else "until `gum-mcp resume`"))
     return 0

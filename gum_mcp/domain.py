@@ -214,17 +214,33 @@ class Stats(_Model):
 PropositionDetail.model_rebuild()
 
 
+def human_age(since: datetime, now: datetime | None = None) -> str:
+    """How long ago, compactly: 45s, 12m, 3h, 2d."""
+    seconds = max(0.0, ((now or utcnow()) - since).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 _RELATIVE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, name: str = "duration") -> timedelta:
+    """A length of time such as `90s`, `30m`, `2h`, `3d`, `1w`. Raises InvalidInput naming `name`."""
+    match = _DURATION_RE.fullmatch(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise InvalidInput(f"{name}: {text!r} is not a duration; use e.g. 30m, 2h, 1d")
+    return timedelta(seconds=float(match.group(1)) * _RELATIVE[match.group(2).lower()])
 
 
 def parse_when(text: str, *, now: datetime | None = None, name: str = "time") -> datetime:
     """ISO-8601 (a date, or a date and time; UTC when no zone is given) or a relative age such as
     `90m`, `2h`, `3d`, `1w` (that long ago). Raises InvalidInput naming `name`."""
     value = text.strip()
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value, flags=re.IGNORECASE)
-    if match:
-        seconds = float(match.group(1)) * _RELATIVE[match.group(2).lower()]
-        return (now or utcnow()) - timedelta(seconds=seconds)
+    if _DURATION_RE.fullmatch(value):
+        return (now or utcnow()) - parse_duration(value, name=name)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:

@@ -28,6 +28,10 @@ class Owner:
     started_at: float
     command: str
 
+    def describe(self) -> dict[str, object]:
+        """For status displays."""
+        return {"pid": self.pid, "host": self.host, "command": self.command}
+
     @property
     def alive(self) -> bool:
         """Whether the owning process still exists (only knowable on this host)."""

@@ -136,6 +136,15 @@ class Hit:
             return self.proposition.text or ""
         return (self.observation.content if self.observation is not None else None) or ""
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hit:
+        """The scores and signals of `as_dict()` (its record fields are left to the reader's own store)."""
+        return cls(
+            kind=data["kind"], id=int(data["id"]), score=float(data["score"]), relevance=float(data["relevance"]),
+            recency=float(data["recency"]), confidence=float(data["confidence_weight"]),
+            signals=tuple(data["signals"]), bm25=data.get("bm25"), similarity=data.get("similarity"),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "kind": self.kind,

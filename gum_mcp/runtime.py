@@ -195,9 +195,7 @@ class Runtime:
                 if await self.store.aio.take_reindex_request():
                     log.info("rebuilding the vector index, as another process asked")
                     await anyio.to_thread.run_sync(self.index.rebuild, self.store)
-                report = await anyio.to_thread.run_sync(self.index.catch_up, self.store)
-                if report.changed:
-                    log.info("index caught up: +%d -%d", report.upserted, report.deleted)
+                await anyio.to_thread.run_sync(self.index.catch_up, self.store)  # it logs what it did
             except Exception as exc:  # a broken index must not stop the engine or the server
                 log.exception("index catch-up failed")
                 self.index_problem = f"catch-up failed: {type(exc).__name__}: {exc}"
@@ -238,7 +236,9 @@ class Runtime:
         data = json.loads(reply)
         if "error" in data:
             raise ValueError(data["error"])
-        found = [_hit_from_dict(item) for item in data["hits"]]
+        from gum_mcp.retrieval import Hit
+
+        found = [Hit.from_dict(item) for item in data["hits"]]
         # the owner sends ids and scores; the records come from our own connection to the store
         props = await self.store.aio.get_propositions([h.id for h in found if h.kind == "proposition"])
         hits = []
@@ -302,8 +302,7 @@ class Runtime:
         return {
             "role": self.role,
             "pid": os.getpid(),
-            "engine_owner": None if owner is None else {"pid": owner.pid, "host": owner.host,
-                                                        "command": owner.command},
+            "engine_owner": None if owner is None else owner.describe(),
             "engine": None if engine is None else {
                 "running": engine.running, "paused_reason": engine.paused_reason,
                 "last_batch_at": _iso(engine.last_batch_at), "last_error": engine.last_error,
@@ -323,16 +322,6 @@ async def _read_line(stream: anyio.abc.ByteReceiveStream) -> bytes:
         if len(buffer) > MAX_RPC_BYTES:
             raise ValueError("reply too large")
     return buffer
-
-
-def _hit_from_dict(data: dict[str, Any]) -> Hit:
-    from gum_mcp.retrieval import Hit
-
-    return Hit(
-        kind=data["kind"], id=int(data["id"]), score=float(data["score"]), relevance=float(data["relevance"]),
-        recency=float(data["recency"]), confidence=float(data["confidence_weight"]),
-        signals=tuple(data["signals"]), bm25=data.get("bm25"), similarity=data.get("similarity"),
-    )
 
 
 def _iso(value: datetime | None) -> str | None:

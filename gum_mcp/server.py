@@ -30,6 +30,7 @@ from gum_mcp.domain import (
     NotFound,
     Observation,
     Proposition,
+    human_age,
     parse_when,
     utcnow,
 )
@@ -178,14 +179,6 @@ class Status(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def human_age(since: datetime, now: datetime | None = None) -> str:
-    seconds = max(0.0, ((now or utcnow()) - since).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
 def bounded(result: BaseModel, field: str, limit: int = MAX_OUTPUT_BYTES) -> BaseModel:
     """Drop items from the end of `field` until the JSON fits in `limit` bytes; say so."""
     items = list(getattr(result, field))
@@ -526,12 +519,11 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
 
 
 async def collect_status(runtime: Runtime) -> Status:
-    from gum_mcp.llm.base import read_budget_state
-    from gum_mcp.llm.factory import not_configured_reason
+    from gum_mcp.llm.factory import llm_status
 
     store, settings = runtime.store, runtime.settings
     stats = await store.aio.stats()
-    budget = await anyio.to_thread.run_sync(read_budget_state, settings, store)
+    llm = await anyio.to_thread.run_sync(llm_status, settings, store)
     state = runtime.status()
     return Status(
         data_dir=str(settings.data_dir), user_name=settings.user_name, observations=stats.observations,
@@ -539,10 +531,7 @@ async def collect_status(runtime: Runtime) -> Status:
         failed=[{"id": o.id, "error": o.last_error, "attempts": o.attempts} for o in stats.failed],
         role=state["role"], pid=state["pid"], engine_owner=state["engine_owner"], engine=state["engine"],
         observing=state["observing"],
-        vector_index=state["vector_index"],
-        llm={"provider": settings.llm_provider, "problem": not_configured_reason(settings),
-             "tokens_today": budget.used, "daily_budget": budget.budget or None,
-             "paused_until": budget.paused_until.isoformat() if budget.paused else None},
+        vector_index=state["vector_index"], llm=llm,
     )
 
 

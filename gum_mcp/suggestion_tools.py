@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 
 from gum_mcp.domain import SUGGEST_MAX_CONTEXT_CHARS as MAX_CONTEXT_CHARS
 from gum_mcp.domain import SUGGEST_MAX_LIMIT as MAX_LIMIT
-from gum_mcp.domain import ForgetReport, Proposition, utcnow
+from gum_mcp.domain import ForgetReport, Proposition, human_age, utcnow
 from gum_mcp.store.suggestions import Suggestion
 
 if TYPE_CHECKING:
@@ -249,7 +249,6 @@ def _watch_in_lifespan(server: MCPServer, watch: SuggestionWatch) -> None:
 
 # ---------------------------------------------------------------------------------------- shaping
 def _shape(suggestion: Suggestion, props: dict[int, Proposition], gate: Gate | None = None) -> SuggestionOut:
-    from gum_mcp.server import human_age
 
     now = utcnow()
     p_needed = (suggestion.cost + suggestion.threshold) / suggestion.benefit

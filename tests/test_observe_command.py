@@ -90,4 +90,5 @@ def test_pause_and_resume_commands(tmp_path: Path, monkeypatch, capsys) -> None:
     assert capsys.readouterr().out.strip() == "observing resumed"
     assert paused_until(make_settings(tmp_path / "data")) is None
     assert main(["pause", "--for", "soon"]) == 2
+    assert main(["pause", "--for", "2026-12-01"]) == 2  # a date is not a duration
     assert main(["observe"]) == 2

@@ -24,6 +24,17 @@ def not_configured_reason(settings: Settings) -> str | None:
     return None
 
 
+def llm_status(settings: Settings, accounting: Accounting) -> dict[str, object]:
+    """The provider, why it cannot be used (None when it can), and today's tokens against the budget.
+    Blocking (one query): async callers run it in a worker thread."""
+    from gum_mcp.llm.base import read_budget_state
+
+    budget = read_budget_state(settings, accounting)
+    return {"provider": settings.llm_provider, "problem": not_configured_reason(settings),
+            "tokens_today": budget.used, "daily_budget": budget.budget or None,
+            "paused_until": budget.paused_until.isoformat() if budget.paused else None}
+
+
 def build_provider(settings: Settings, accounting: Accounting | None) -> LLMProvider:
     """The provider `GUM_LLM_PROVIDER` names. Raises `LLMNotConfigured` with what to set.
 
