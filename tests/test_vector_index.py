@@ -197,6 +197,19 @@ def test_rebuild_after_deleting_the_chroma_dir_gives_the_same_results(settings, 
     assert after == before
 
 
+def test_an_idle_catch_up_writes_nothing(settings, store, embedder):
+    # The owner catches up every second: with nothing new it must not write to SQLite at all.
+    add(store, *TEXTS[:2])
+    with VectorIndex.open(settings, embedder) as index:
+        index.catch_up(store)
+        with store.db.read() as conn:
+            before = conn.total_changes
+        for _ in range(3):
+            assert not index.catch_up(store).changed
+        with store.db.read() as conn:
+            assert conn.total_changes == before
+
+
 def test_an_index_behind_the_compacted_log_rebuilds(settings, store, embedder):
     ids = add(store, *TEXTS[:2])
     with VectorIndex.open(settings, embedder) as index:

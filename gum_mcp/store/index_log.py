@@ -120,6 +120,9 @@ class IndexLog:
         """Delete the entries with seq <= upto_seq (applied by the index); return how many."""
         if upto_seq <= 0:
             return 0
+        with self.db.read() as conn:  # the index calls this after every catch-up: an idle one writes nothing
+            if conn.execute("SELECT 1 FROM index_log WHERE seq <= ? LIMIT 1", (upto_seq,)).fetchone() is None:
+                return 0
         with self.db.write() as conn:
             deleted = conn.execute("DELETE FROM index_log WHERE seq <= ?", (upto_seq,)).rowcount
             conn.execute(
