@@ -44,6 +44,8 @@ import anyio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from seeding import seed_propositions, trace_rows  # noqa: E402
+
 from gum_mcp.domain import NewObservation, Proposition  # noqa: E402
 from gum_mcp.engine.loop import Engine  # noqa: E402
 from gum_mcp.engine.pipeline import BatchOutcome  # noqa: E402
@@ -53,7 +55,6 @@ from gum_mcp.store import Store  # noqa: E402
 from tests.fake_provider import FakeLLMServer, Reply  # noqa: E402
 from tests.test_engine import Request, parse_request  # noqa: E402
 
-TRACE = REPO.parent / "shared" / "traces" / "week.jsonl"
 USER = "Priya"
 
 
@@ -157,20 +158,6 @@ class PlausibleBrain:
 # --------------------------------------------------------------------------------------- running
 
 
-def seed_propositions(store: Store, count: int, texts: Sequence[str]) -> None:
-    now = time.time()
-    with store.db.write() as conn:
-        conn.executemany(
-            "INSERT INTO propositions (text, reasoning, confidence, decay, created_at, last_supported_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                (f"{USER} was seen at: {texts[i % len(texts)][:140]} (#{i})", "seeded for the benchmark",
-                 1 + i % 10, 1 + (i * 7) % 10, now - 86400 * 30 - i, now - 86400 * 30 - i * 3)
-                for i in range(count)
-            ),
-        )
-
-
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -185,7 +172,8 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
         provider = build_provider(settings, store)
         try:
             if seeded:
-                seed_propositions(store, seeded, sorted({r["content"] for r in rows}))
+                seed_propositions(store, seeded, sorted({r["content"] for r in rows}), prefix=f"{USER} was seen at: ",
+                                  age_seconds=86400 * 30)
             index = None
             if hybrid:
                 from gum_mcp.index.vector_index import open_index
@@ -297,7 +285,7 @@ def main() -> None:
     parser.add_argument("--hybrid", action="store_true", help="retrieve with the vector index as the server does")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    rows = [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
+    rows = trace_rows()
     if args.limit:
         rows = rows[: args.limit]
 

@@ -9,7 +9,6 @@ NORMAL in WAL mode) makes a commit survive a process crash; `full` also survives
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -18,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from seeding import TRACE, seed_propositions, trace_rows
+
 from gum_mcp.config import load_settings
 from gum_mcp.domain import NewObservation
 from gum_mcp.store import Store
 
-TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "week.jsonl"
-
 
 def trace_texts() -> list[str]:
     if TRACE.exists():
-        return [json.loads(line)["content"] for line in TRACE.read_text().splitlines() if line.strip()]
+        return [row["content"] for row in trace_rows()]
     return [f"Excel - Budget-Q4.xlsx, sheet 'Forecast'. Cell F{i} edited to {41200 + i}" for i in range(500)]
 
 
@@ -41,20 +40,6 @@ def bench_inserts(store: Store, texts: list[str], batch: int, total: int) -> flo
         for offset in range(0, total, batch):
             store.add_observations(items[offset : offset + batch])
     return total / (time.perf_counter() - start)
-
-
-def seed_propositions(store: Store, count: int, texts: list[str]) -> None:
-    now = time.time()
-    with store.db.write() as conn:
-        conn.executemany(
-            "INSERT INTO propositions (text, reasoning, confidence, decay, created_at, last_supported_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                (f"{texts[i % len(texts)][:160]} (#{i})", "seeded for the benchmark", 1 + i % 10, 1 + (i * 7) % 10,
-                 now - i, now - i * 3)
-                for i in range(count)
-            ),
-        )
 
 
 def main() -> None:
