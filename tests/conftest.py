@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -66,12 +67,14 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 10.0, interv
         time.sleep(interval)
 
 
-async def eventually(predicate: Callable[[], Awaitable[object]], *, timeout: float = 30.0,
-                     interval: float = 0.05) -> object:
-    """Await `predicate()` until it returns something truthy, or fail after `timeout` seconds."""
+async def eventually(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05) -> object:
+    """Call `predicate()` (awaiting it when it is a coroutine function) until it returns something
+    truthy, sleeping between tries without blocking the event loop; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await predicate()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

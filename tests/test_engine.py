@@ -27,7 +27,7 @@ from gum_mcp.engine.prompts import escape_text
 from gum_mcp.llm.base import LLMProvider
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.store import Store
-from tests.conftest import TRACES
+from tests.conftest import TRACES, eventually
 from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer, Fault
 from tests.test_redaction import ANTHROPIC as ANTHROPIC_KEY
 from tests.test_redaction import GITHUB_CLASSIC
@@ -263,15 +263,6 @@ async def h(fake_provider: FakeLLMServer, tmp_path: Path) -> AsyncIterator[Harne
 
 def outside_observations(text: str) -> str:
     return OBS_RE.sub("", text)
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    with anyio.fail_after(timeout):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            await anyio.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------ a week, day by day
@@ -853,9 +844,9 @@ async def test_a_lone_observation_waits_for_batch_max_wait(fake_provider: FakeLL
         assert not await h.engine.step()
         async with anyio.create_task_group() as tg:
             tg.start_soon(h.engine.run)
-            await wait_for(lambda: h.engine.status().running)
+            await eventually(lambda: h.engine.status().running, timeout=10)
             h.clock.advance(2)
-            await wait_for(lambda: h.store.get_observation(oid).status == "processed")
+            await eventually(lambda: h.store.get_observation(oid).status == "processed", timeout=10)
             tg.cancel_scope.cancel()
         assert set(h.current()) == {BUDGET}
         assert not h.engine.status().running
@@ -887,10 +878,10 @@ async def test_notify_wakes_the_engine_from_another_thread(fake_provider: FakeLL
     try:
         async with anyio.create_task_group() as tg:
             await tg.start(engine.run)
-            await wait_for(lambda: h.brain.requests == [] and engine.status().running)
+            await eventually(lambda: h.brain.requests == [] and engine.status().running, timeout=10)
             [oid] = await anyio.to_thread.run_sync(h.add, 0)
             await anyio.to_thread.run_sync(engine.notify)
-            await wait_for(lambda: h.store.get_observation(oid).status == "processed", timeout=20)
+            await eventually(lambda: h.store.get_observation(oid).status == "processed", timeout=20)
             tg.cancel_scope.cancel()
     finally:
         await h.close()
@@ -925,7 +916,7 @@ async def test_cancelled_mid_batch_leaves_the_batch_pending(fake_provider: FakeL
         h.brain.on("propose", lambda r: Fault("hang", seconds=30))
         async with anyio.create_task_group() as tg:
             tg.start_soon(h.engine.run)
-            await wait_for(lambda: h.brain.of("propose"))
+            await eventually(lambda: h.brain.of("propose"), timeout=10)
             tg.cancel_scope.cancel()
         observation = h.store.get_observation(oid)
         assert observation.status == "pending" and observation.attempts == 0
@@ -983,7 +974,7 @@ async def test_the_loop_survives_an_inbox_that_cannot_be_read(h: Harness) -> Non
     h.brain.on("propose", lambda r: {"propositions": [draft(BUDGET, [oid])]})
     async with anyio.create_task_group() as tg:
         tg.start_soon(h.engine.run)
-        await wait_for(lambda: h.store.get_observation(oid).status == "processed")
+        await eventually(lambda: h.store.get_observation(oid).status == "processed", timeout=10)
         tg.cancel_scope.cancel()
     assert "database is locked" in (h.engine.status().last_error or "")
 

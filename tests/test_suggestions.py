@@ -7,7 +7,6 @@ import html
 import json
 import re
 import threading
-import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from gum_mcp.store.suggestions import (
     suggestion_words,
 )
 from gum_mcp.suggestion_tools import SUGGESTIONS_URI, add_suggestion_tools
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings
 from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer
 from tests.test_forget import raw_bytes
 
@@ -496,14 +495,6 @@ def data(result) -> dict:
     return result.structured_content
 
 
-async def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await anyio.sleep(0.01)
-
-
 @pytest.mark.parametrize("mode", MODES)
 async def test_tools_and_resource(gum: Gum, mode: str) -> None:
     gum.brain.handler = lambda r: [
@@ -642,15 +633,15 @@ async def test_subscribers_hear_of_every_change(gum: Gum, mode: str) -> None:
 
         out = data(await client.call_tool("suggest_actions", {}))  # 1: a new open suggestion
         [s] = out["suggestions"]
-        await wait_for(lambda: updates.count == 1)
+        await eventually(lambda: updates.count == 1, timeout=10)
 
         data(await client.call_tool("respond_to_suggestion", {"id": s["id"], "verdict": "accepted"}))  # 2
-        await wait_for(lambda: updates.count == 2)
+        await eventually(lambda: updates.count == 2, timeout=10)
         data(await client.call_tool("respond_to_suggestion", {"id": s["id"], "verdict": "accepted"}))  # no change
 
         # 3: forgetting what it rests on, through the forget tool (the after-forget hook wakes the watch)
         data(await client.call_tool("forget", {"proposition_id": gum.ids[1]}))
-        await wait_for(lambda: updates.count == 3)
+        await eventually(lambda: updates.count == 3, timeout=10)
         listed = json.loads((await client.read_resource(SUGGESTIONS_URI)).contents[0].text)
         assert listed["suggestions"] == []
 
@@ -662,7 +653,7 @@ async def test_subscribers_hear_of_every_change(gum: Gum, mode: str) -> None:
             other.save_suggestions([new("Protect mornings", "Block 8-10am every weekday", (gum.ids[2],))])
         finally:
             other.close()
-        await wait_for(lambda: updates.count == 4)
+        await eventually(lambda: updates.count == 4, timeout=10)
         listed = json.loads((await client.read_resource(SUGGESTIONS_URI)).contents[0].text)
         assert [x["title"] for x in listed["suggestions"]] == ["Protect mornings"]
         assert updates.count == 4  # nothing spurious: reads and unchanged verdicts are silent
