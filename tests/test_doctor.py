@@ -38,7 +38,7 @@ def test_healthy_data_dir_and_working_provider(env: Path, capsys, monkeypatch, f
     assert checks["store"]["level"] == "OK" and checks["data dir"]["level"] == "OK"
     assert checks["llm provider"]["level"] == "OK", checks["llm provider"]
     assert "ok in" in checks["llm provider"]["detail"]
-    assert code == 0 or checks["embeddings"]["level"] != "OK"
+    assert code == 0  # a healthy data dir: warnings at most (no display here, say), no failure
 
 
 def test_provider_failure_is_reported_with_the_reason(env: Path, capsys, monkeypatch, fake_provider) -> None:

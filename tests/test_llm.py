@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -230,9 +229,9 @@ async def test_retry_after_is_capped_by_backoff_max(harness: Harness) -> None:
     provider, store = harness.open(llm_backoff_max=0.05)
     harness.fake.fault("429", retry_after="3600")
     harness.fake.reply({"answer": 1})
-    started = time.monotonic()
-    assert (await ask(provider)).answer == 1
-    assert time.monotonic() - started < 2.0
+    # the wait is computed, not timed: the hour the server asked for is cut to GUM_LLM_BACKOFF_MAX
+    assert all(backoff_delay(attempt, provider.settings, 3600.0) <= 0.05 for attempt in range(5))
+    assert (await ask(provider)).answer == 1  # within pytest's timeout, not an hour
     assert outcomes(store) == ["retry", "ok"]
 
 

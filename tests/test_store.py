@@ -309,11 +309,19 @@ def test_prune_drops_old_content_but_not_pending(store: Store) -> None:
     assert store.prune(0, now=T0) == 0
 
 
-def test_async_proxy_runs_in_worker_threads(store: Store) -> None:
+def test_async_proxy_runs_store_methods_in_worker_threads(store: Store) -> None:
+    import threading
+
     import anyio
 
+    seen: list[int] = []
+    store.after_forget_hooks.append(lambda report: seen.append(threading.get_ident()))
+
     async def main() -> int:
-        await store.aio.add_observation("from async code")
+        obs = await store.aio.add_observation("from async code")
+        await store.aio.forget_observations([obs.id])
+        await store.aio.add_observation("another")
         return (await store.aio.stats()).observations["pending"]
 
     assert anyio.run(main) == 1
+    assert seen and seen[0] != threading.get_ident()  # the forget ran off the event loop's thread
