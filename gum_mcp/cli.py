@@ -340,12 +340,12 @@ def cmd_observe(args: argparse.Namespace, settings: Settings) -> int:
     import anyio
 
     from gum_mcp.runtime import Runtime
-    from gum_mcp.server import _log_to_file
+    from gum_mcp.server import log_to_file
 
     settings = _with_observers(settings, args.observe)
     if not settings.observe:
         raise UsageError("observe: name the observers with --observe screen,files (or set GUM_OBSERVE)")
-    _log_to_file(settings)
+    log_to_file(settings)
     runtime = Runtime(settings)
     owner = runtime.lock.owner()
     if owner is not None:

@@ -97,13 +97,13 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gum_mcp.runtime import Runtime
-    from gum_mcp.server import _log_to_file, build_server
+    from gum_mcp.server import build_server, log_to_file
 
     if not is_loopback(args.host) and not getattr(args, "allow_remote", False):
         print(f"gum-mcp: refusing to bind {args.host}: it is not a loopback address. Anyone who can reach it and"
               " has the token can read the user model; add --allow-remote if you mean it.", file=sys.stderr)
         return 2
-    _log_to_file(settings)
+    log_to_file(settings)
     token = load_or_create_token(settings.data_dir)
     runtime = Runtime(settings)
     app = build_http_app(build_server(runtime, manage_runtime=False), token, args.host, args.port)

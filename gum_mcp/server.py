@@ -550,7 +550,7 @@ async def portrait(runtime: Runtime, limit: int = 25) -> str:
 
 
 # ---------------------------------------------------------------------------------------- running it
-def _log_to_file(settings: Settings) -> None:
+def log_to_file(settings: Settings) -> None:
     from gum_mcp.store.db import ensure_private_dir
 
     ensure_private_dir(settings.log_dir)
@@ -571,7 +571,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         from gum_mcp.http import serve_http
 
         return serve_http(settings, args)
-    _log_to_file(settings)
+    log_to_file(settings)
     if sys.stdin.isatty():
         print(
             "gum-mcp serve speaks MCP over stdio: an MCP client starts it, not a terminal.\n"
