@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/engine.py [--propositions 10000] [--batch 25] [--limit N] [--hybrid]
 
-Replays `../shared/traces/week.jsonl` (685 observations) through the inbox, in arrival order and
+Replays `tests/fixtures/week.jsonl` (685 observations) through the inbox, in arrival order and
 batches of `--batch`, against the loopback fake provider (tests/fake_provider.py: a real HTTP
 server on 127.0.0.1 with zero added latency) whose scripted replies are plausible: the audit skips
 private chats, propose writes one claim per topic (a project, file or app) in one of three

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from gum_mcp.store import Store
 
-TRACE = Path(__file__).resolve().parent.parent.parent / "shared" / "traces" / "week.jsonl"
+#: A working week of observations (685), kept in the repository so benches and tests need nothing beside it.
+TRACE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "week.jsonl"
 
 
 def trace_rows() -> list[dict]:
-    """The week of observations in `../shared/traces/week.jsonl`, one dict a line."""
+    """The week of observations in `tests/fixtures/week.jsonl`, one dict a line."""
     return [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seeding import TRACE, seed_propositions, trace_rows
+from seeding import seed_propositions, trace_rows
 
 from gum_mcp.config import load_settings
 from gum_mcp.domain import NewObservation
@@ -25,9 +25,7 @@ from gum_mcp.store import Store
 
 
 def trace_texts() -> list[str]:
-    if TRACE.exists():
-        return [row["content"] for row in trace_rows()]
-    return [f"Excel - Budget-Q4.xlsx, sheet 'Forecast'. Cell F{i} edited to {41200 + i}" for i in range(500)]
+    return [row["content"] for row in trace_rows()]
 
 
 def bench_inserts(store: Store, texts: list[str], batch: int, total: int) -> float:

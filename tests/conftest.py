@@ -17,7 +17,14 @@ from gum_mcp.store import Store
 from tests.fake_provider import fake_provider  # noqa: F401  (a fixture, re-exported)
 
 REPO = Path(__file__).resolve().parent.parent
-TRACES = REPO.parent / "shared" / "traces"
+#: Where the tests' embedding model lives: a git-ignored folder of the repository that `scripts/test`
+#: installs it into (GUM_TEST_MODELS_DIR moves it), never the user's own model folder. Subprocesses
+#: started by the tests inherit it through the environment.
+MODELS_DIR = Path(os.environ.get("GUM_TEST_MODELS_DIR") or REPO / ".models")
+os.environ["GUM_MODELS_DIR"] = str(MODELS_DIR)
+
+#: The week of observations the engine tests replay (a copy of the project's benchmark trace).
+WEEK_TRACE = REPO / "tests" / "fixtures" / "week.jsonl"
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
@@ -40,7 +47,8 @@ def store(settings: Settings) -> Iterator[Store]:
 
 @pytest.fixture(scope="session")
 def embedder(tmp_path_factory: pytest.TempPathFactory):
-    """The offline MiniLM embedder, loaded once per session. Missing model: skip here, fail in CI."""
+    """The offline MiniLM embedder, loaded once per session. Missing model (`scripts/test` installs it):
+    skip here, fail in CI."""
     from gum_mcp.index.embeddings import make_embedder
     from gum_mcp.index.models import find_minilm
 

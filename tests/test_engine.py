@@ -27,7 +27,7 @@ from gum_mcp.engine.prompts import escape_text
 from gum_mcp.llm.base import LLMProvider
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.store import Store
-from tests.conftest import TRACES, eventually
+from tests.conftest import WEEK_TRACE, eventually
 from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer, Fault
 from tests.test_redaction import ANTHROPIC as ANTHROPIC_KEY
 from tests.test_redaction import GITHUB_CLASSIC
@@ -35,7 +35,7 @@ from tests.test_redaction import GITHUB_CLASSIC
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 USER = "Priya"
-TRACE = [json.loads(line) for line in (TRACES / "week.jsonl").read_text().splitlines() if line.strip()]
+TRACE = [json.loads(line) for line in WEEK_TRACE.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture
