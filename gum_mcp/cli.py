@@ -346,7 +346,7 @@ def cmd_observe(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.observe:
         raise UsageError("observe: name the observers with --observe screen,files (or set GUM_OBSERVE)")
     log_to_file(settings)
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, serving=False)  # no MCP requests come here: start observing at once
     owner = runtime.lock.owner()
     if owner is not None:
         print(f"pid {owner.pid} owns {settings.data_dir}; waiting to take over when it exits", file=sys.stderr)

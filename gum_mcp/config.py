@@ -69,6 +69,7 @@ class Settings(BaseModel):
     embedding_model: str | None = Field(None, alias="GUM_EMBEDDING_MODEL")
     models_dir: Path = Field(default_factory=default_models_dir, alias="GUM_MODELS_DIR")
     chroma_url: str | None = Field(None, alias="GUM_CHROMA_URL")
+    index_wait: float = Field(5.0, alias="GUM_INDEX_WAIT", ge=0, le=120)
 
     # -- engine
     batch_min: int = Field(5, alias="GUM_BATCH_MIN", ge=1, le=1000)

@@ -39,10 +39,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("gum_mcp.runtime")
 
 SOCKET_NAME = "engine.sock"
-#: How long the owner's heavy start (the engine, the vector index and its model) waits for the
-#: first request to be answered, so a client's handshake is not slowed by it.
+#: How long a serving process's heavy start (the engine, the vector index and its model) waits for
+#: the first request to be answered, so a client's handshake is not slowed by it. A process that
+#: serves no requests (`gum-mcp observe`) starts at once.
 STARTUP_GRACE = 2.0
-RPC_TIMEOUT = 10.0
+#: Test-only: the engine's start waits until this file exists (like the store's crash points, it is
+#: read from the environment and does nothing unless set), so a test can prove what does not wait
+#: for the engine.
+ENGINE_START_GATE_ENV = "GUM_TEST_ENGINE_START_GATE"
+RPC_TIMEOUT = 10.0  # on top of the owner's own bounded wait for its index (GUM_INDEX_WAIT)
 MAX_RPC_BYTES = 4 * 1024 * 1024
 
 Role = Literal["starting", "owner", "follower"]
@@ -56,7 +61,7 @@ class SearchResult:
 
 class Runtime:
     def __init__(
-        self, settings: Settings, *, engine: bool = True, takeover_interval: float = 1.0,
+        self, settings: Settings, *, engine: bool = True, serving: bool = True, takeover_interval: float = 1.0,
         index_interval: float = 1.0,
     ) -> None:
         self.settings = settings
@@ -64,6 +69,7 @@ class Runtime:
         self.lock = EngineLock(settings.data_dir)
         self.role: Role = "starting"
         self.run_engine = engine
+        self.serving = serving
         self.takeover_interval = takeover_interval
         self.index_interval = index_interval
         self.index: VectorIndex | None = None
@@ -75,16 +81,19 @@ class Runtime:
         self._index_wake: anyio.Event | None = None
         self._owner_ready: anyio.Event | None = None
         self._first_request: anyio.Event | None = None
+        self._index_settled: anyio.Event | None = None  # set once searches are as good as they will get
 
     # -- lifecycle
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled: become the owner as soon as the lock is free."""
         self._owner_ready = anyio.Event()
         self._first_request = anyio.Event()
+        self._index_settled = anyio.Event()
         task_status.started()
-        with anyio.move_on_after(STARTUP_GRACE):
-            await self._first_request.wait()
-            await anyio.sleep(0.05)  # let the answer to that request reach the client first
+        if self.serving:
+            with anyio.move_on_after(STARTUP_GRACE):
+                await self._first_request.wait()
+                await anyio.sleep(0.05)  # let the answer to that request reach the client first
         try:
             while True:
                 if self.lock.try_acquire():
@@ -94,6 +103,7 @@ class Runtime:
                     owner = self.lock.owner()
                     log.info("pid %s owns %s; following", owner.pid if owner else "?", self.settings.data_dir)
                 self.role = "follower"
+                self._index_settled.set()  # the owner's index answers our searches
                 await anyio.sleep(self.takeover_interval)
         finally:
             with anyio.CancelScope(shield=True):
@@ -113,14 +123,16 @@ class Runtime:
     async def _run_owner(self) -> None:
         self.role = "owner"
         self.index_problem = "starting"
+        if self._index_settled.is_set():  # a follower taking over: searches wait for our index now
+            self._index_settled = anyio.Event()
         self._index_wake = anyio.Event()
         async with anyio.create_task_group() as tg:
             await tg.start(self._serve_rpc)
+            if self.settings.observe:  # first: observing must not wait for the engine or the index
+                await self._start_observers()
             tg.start_soon(self._keep_index)
             if self.run_engine:
                 await self._start_engine(tg)
-            if self.settings.observe:
-                await self._start_observers()
 
     async def _shutdown(self) -> None:
         if self.observers is not None:
@@ -148,6 +160,9 @@ class Runtime:
         from gum_mcp.llm.base import LLMNotConfigured
         from gum_mcp.llm.factory import build_provider
 
+        gate = os.environ.get(ENGINE_START_GATE_ENV)
+        while gate and not os.path.exists(gate):
+            await anyio.sleep(0.05)
         try:
             self.provider = build_provider(self.settings, self.store)
         except LLMNotConfigured as exc:
@@ -156,6 +171,7 @@ class Runtime:
         self.engine = Engine(self.store, self.provider, self.settings, related=self._related,
                              after_commit=[self._after_commit])
         tg.start_soon(self.engine.run)
+        log.info("engine started")
 
     async def _start_observers(self) -> None:
         """Observers only append to the inbox; the engine picks their observations up."""
@@ -186,6 +202,7 @@ class Runtime:
         from gum_mcp.index.vector_index import open_index
 
         self.index, self.index_problem = await anyio.to_thread.run_sync(open_index, self.settings)
+        self._index_settled.set()  # open (searches are hybrid from here on) or off for good
         if self.index is None:
             log.warning("vector search off: %s", self.index_problem)
             self._owner_ready.set()
@@ -215,20 +232,43 @@ class Runtime:
 
         args = {"query": query, "k": k, "since": since, "until": until, "min_confidence": min_confidence,
                 "over": over}
-        if self.role == "owner":
-            hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, self.index, **args))
-            note = None if self.index is not None else f"keyword search only: {self.index_problem}"
-            return SearchResult(hits, note)
-        try:
-            return SearchResult(await self._search_remote(args), None)
-        except (OSError, TimeoutError, ValueError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-            log.info("owner unreachable for search (%s); keyword search only", exc)
-            hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, None, **args))
-            return SearchResult(hits, "keyword search only: the process that owns the vector index is unreachable")
+        # Right after start the index is still opening (here or in the owner): wait for it, bounded.
+        deadline = anyio.current_time() + self.settings.index_wait
+        self.request_served()  # a search is waiting: the heavy start need not wait any longer
+        while True:
+            await self._wait_index_settled(deadline)
+            if self.role == "owner":
+                return await self._search_local(args)
+            try:
+                hits, note = await self._search_remote(args)
+                return SearchResult(hits, note)
+            except (OSError, TimeoutError, ValueError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                if anyio.current_time() < deadline and not isinstance(exc, ValueError):
+                    await anyio.sleep(0.05)  # an owner starting or handing over: try again (or become it)
+                    continue
+                log.info("owner unreachable for search (%s); keyword search only", exc)
+                hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, None, **args))
+                return SearchResult(
+                    hits, "keyword search only: the process that owns the vector index is unreachable")
 
-    async def _search_remote(self, args: dict[str, Any]) -> list[Hit]:
+    async def _wait_index_settled(self, deadline: float) -> None:
+        """Until this process's index has opened (owner), a live owner answers (follower), or `deadline`."""
+        if self._index_settled is None:  # run() has not started (a runtime used without its loop)
+            return
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            await self._index_settled.wait()
+
+    async def _search_local(self, args: dict[str, Any]) -> SearchResult:
+        from gum_mcp import retrieval
+
+        index = self.index
+        hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, index, **args))
+        note = None if index is not None else f"keyword search only: {self.index_problem}"
+        return SearchResult(hits, note)
+
+    async def _search_remote(self, args: dict[str, Any]) -> tuple[list[Hit], str | None]:
         request = {"op": "search", "args": {**args, "since": _iso(args["since"]), "until": _iso(args["until"])}}
-        with anyio.fail_after(RPC_TIMEOUT):
+        with anyio.fail_after(RPC_TIMEOUT + self.settings.index_wait):
             stream = await anyio.connect_unix(self.socket_path)
             async with stream:
                 await stream.send(json.dumps(request).encode() + b"\n")
@@ -251,7 +291,7 @@ class Runtime:
                     hits.append(replace(hit, observation=await self.store.aio.get_observation(hit.id)))
                 except LookupError:
                     continue
-        return hits
+        return hits, data.get("note")
 
     async def _serve_rpc(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         self.socket_path.unlink(missing_ok=True)
@@ -267,8 +307,6 @@ class Runtime:
             await listener.serve(self._handle_rpc)
 
     async def _handle_rpc(self, stream: anyio.abc.SocketStream) -> None:
-        from gum_mcp import retrieval
-
         async with stream:
             try:
                 request = json.loads(await _read_line(stream))
@@ -277,8 +315,10 @@ class Runtime:
                 args = dict(request["args"])
                 args["since"] = _from_iso(args.get("since"))
                 args["until"] = _from_iso(args.get("until"))
-                hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, self.index, **args))
-                reply: dict[str, Any] = {"hits": [hit.as_dict() for hit in hits]}
+                # the caller's client waits too: give our index the same bounded time to open
+                await self._wait_index_settled(anyio.current_time() + self.settings.index_wait)
+                result = await self._search_local(args)
+                reply: dict[str, Any] = {"hits": [hit.as_dict() for hit in result.hits], "note": result.note}
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             await stream.send(json.dumps(reply).encode() + b"\n")
