@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gum_mcp.observers import imaging
-from gum_mcp.observers.base import ManualClock
+from gum_mcp.observers.clock import ManualClock
 from gum_mcp.observers.screen import NAIVE_POLICY, ChangePolicy, ScreenObserver, ScreenSource
 from gum_mcp.observers.window import WindowInfo, WindowReader
 from gum_mcp.store import Store

@@ -157,7 +157,7 @@ class Runtime:
     # -- the engine (owner only)
     async def _start_engine(self, tg: anyio.abc.TaskGroup) -> None:
         from gum_mcp.engine.loop import Engine
-        from gum_mcp.llm.base import LLMNotConfigured
+        from gum_mcp.llm.errors import LLMNotConfigured
         from gum_mcp.llm.factory import build_provider
 
         gate = os.environ.get(ENGINE_START_GATE_ENV)
@@ -326,8 +326,7 @@ class Runtime:
     # -- status
     def observing(self) -> dict[str, Any]:
         """Which observers run (in the owner) and whether observing is paused (for every process)."""
-        from gum_mcp.observers import paused_until
-        from gum_mcp.observers.base import show_pause
+        from gum_mcp.observers import paused_until, show_pause
 
         if self.observers is not None:
             return self.observers.status()

@@ -287,7 +287,7 @@ def add_suggestion_tools(server: MCPServer, runtime: Runtime) -> None:
     """Register suggest_actions, respond_to_suggestion and gum://suggestions on `server` (once)."""
     if getattr(server, "gum_suggestions", None) is not None:
         return
-    from gum_mcp.llm.base import LLMError, LLMNotConfigured
+    from gum_mcp.llm.errors import LLMError, LLMNotConfigured
     from gum_mcp.llm.factory import build_provider
     from gum_mcp.server import MAX_OUTPUT_BYTES, bounded, tool_errors
 

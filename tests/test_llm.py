@@ -15,21 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gum_mcp.config import Settings, load_settings
 from gum_mcp.domain import LLMCall
-from gum_mcp.llm.base import (
-    LLMBudgetExceeded,
-    LLMInvalidReply,
-    LLMNotConfigured,
-    LLMProvider,
-    LLMUnavailable,
-    backoff_delay,
-    budget_state,
-    parse_retry_after,
-    read_budget_state,
-    start_of_day,
-)
+from gum_mcp.llm.base import LLMProvider
+from gum_mcp.llm.budget import budget_state, read_budget_state, start_of_day
 from gum_mcp.llm.check import check_provider
+from gum_mcp.llm.errors import LLMBudgetExceeded, LLMInvalidReply, LLMNotConfigured, LLMUnavailable
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.llm.openai_provider import strict_schema
+from gum_mcp.llm.retry import backoff_delay, parse_retry_after
 from gum_mcp.store import Store
 from tests.fake_provider import ANTHROPIC_PATH, INVALID_JSON_TEXT, OPENAI_PATH, FakeLLMServer
 
@@ -594,7 +586,7 @@ def test_strict_schema_shapes() -> None:
 
 
 def test_accounting_protocol_matches_the_store(tmp_path: Path) -> None:
-    from gum_mcp.llm.base import Accounting
+    from gum_mcp.llm.budget import Accounting
 
     with Store.open(bare_settings(tmp_path)) as store:
         assert isinstance(store, Accounting)

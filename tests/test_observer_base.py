@@ -21,7 +21,7 @@ from gum_mcp.observers import (
     paused_until,
     resume_observing,
 )
-from gum_mcp.observers.base import pause_path
+from gum_mcp.observers.pause import pause_path
 from gum_mcp.store import Store
 from tests.conftest import PYTHON, REPO, gum_env, wait_until
 

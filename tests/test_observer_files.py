@@ -13,7 +13,7 @@ import pytest
 
 from gum_mcp.config import Settings
 from gum_mcp.observers import forget_file_cache
-from gum_mcp.observers.base import ManualClock
+from gum_mcp.observers.clock import ManualClock
 from gum_mcp.observers.files import FileObserver, diff_stats
 from gum_mcp.store import Store
 from tests.conftest import make_settings, wait_until

@@ -18,7 +18,7 @@ import pytest
 from gum_mcp.config import Settings
 from gum_mcp.domain import utcnow
 from gum_mcp.observers import imaging, screen
-from gum_mcp.observers.base import ManualClock
+from gum_mcp.observers.clock import ManualClock
 from gum_mcp.observers.exclusions import Exclusions
 from gum_mcp.observers.frames import FrameStore, forget_screenshots
 from gum_mcp.observers.screen import NAIVE_POLICY, ScreenObserver, ScreenSource

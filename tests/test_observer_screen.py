@@ -19,7 +19,7 @@ import pytest
 
 from gum_mcp.config import Settings
 from gum_mcp.observers import ObserverSet, forget_screenshots, pause_observing, resume_observing
-from gum_mcp.observers.base import ManualClock
+from gum_mcp.observers.clock import ManualClock
 from gum_mcp.observers.imaging import frame_format, image_size
 from gum_mcp.observers.screen import BACKOFF_BASE, ScreenObserver
 from gum_mcp.observers.window import open_window_reader

@@ -16,8 +16,10 @@ from gum_mcp.domain import BatchResult, InvalidInput, NewProposition, Propositio
 from gum_mcp.index.vector_index import VectorIndex
 from gum_mcp.retrieval import (
     Retriever,
+    candidates,
     confidence_weight,
     half_life_days,
+    hybrid,
     recency_weight,
     run_query,
     search,
@@ -166,7 +168,7 @@ def test_since_until_and_min_confidence_filters(store, index, monkeypatch):
     since, until = NOW - timedelta(days=30), NOW - timedelta(days=2)
     for selective in (True, False):
         if not selective:  # exercise the over-fetch path as if the filter let most items through
-            monkeypatch.setattr(retrieval, "IDS_FILTER_MAX", 0)
+            monkeypatch.setattr(candidates, "IDS_FILTER_MAX", 0)
         for use in (index, None):
             hits = search(store, use, "code review of pipeline changes", 10, since=since, until=until, now=NOW)
             assert {h.id for h in hits} == {ids[5], ids[20]}
@@ -198,7 +200,7 @@ def test_signals_say_what_matched(store, index):
 
 def test_bm25_only_mode_without_an_embedder(tmp_path, caplog):
     settings = make_settings(tmp_path / "data", embedding="none")
-    retrieval._warned_bm25_only = False
+    hybrid._warned_bm25_only = False
     with Store.open(settings) as store:
         pid = add(store, "Priya owns Jira ticket DATA-238 about the claims dashboard.")
         add(store, "Priya is vegetarian.")

@@ -456,7 +456,7 @@ async def test_feedback_changes_later_decisions(eng: Engine) -> None:
 
 
 async def test_a_failing_llm_stores_nothing(eng: Engine) -> None:
-    from gum_mcp.llm.base import LLMError
+    from gum_mcp.llm.errors import LLMError
 
     eng.brain.fake.fault("500")
     with pytest.raises(LLMError):

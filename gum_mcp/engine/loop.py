@@ -41,7 +41,7 @@ import anyio.lowlevel
 from gum_mcp.config import Settings
 from gum_mcp.domain import Observation, utcnow
 from gum_mcp.engine.pipeline import BatchOutcome, RelatedFn, process_batch
-from gum_mcp.llm.base import LLMBudgetExceeded, LLMError, LLMNotConfigured, LLMUnavailable, describe
+from gum_mcp.llm.errors import LLMBudgetExceeded, LLMError, LLMNotConfigured, LLMUnavailable, describe
 from gum_mcp.store.propositions import StaleBatch
 
 if TYPE_CHECKING:

@@ -16,16 +16,11 @@ import anthropic
 from pydantic import BaseModel
 
 from gum_mcp.config import Settings
-from gum_mcp.llm.base import (
-    Accounting,
-    LLMProvider,
-    RawReply,
-    image_media_type,
-    inline_refs,
-    sdk_failure,
-    tool_name,
-    with_images,
-)
+from gum_mcp.llm.base import LLMProvider, RawReply
+from gum_mcp.llm.budget import Accounting
+from gum_mcp.llm.images import image_media_type, with_images
+from gum_mcp.llm.retry import sdk_failure
+from gum_mcp.llm.schema import inline_refs, tool_name
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_VISION_MODEL = "claude-sonnet-4-6"

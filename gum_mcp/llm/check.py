@@ -7,7 +7,8 @@ import time
 from pydantic import BaseModel, ConfigDict
 
 from gum_mcp.config import Settings
-from gum_mcp.llm.base import Accounting, LLMError, LLMUnavailable
+from gum_mcp.llm.budget import Accounting
+from gum_mcp.llm.errors import LLMError, LLMUnavailable
 from gum_mcp.llm.factory import build_provider, default_models
 
 STAGE = "doctor"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from gum_mcp.config import Settings
-from gum_mcp.llm.base import Accounting, LLMNotConfigured, LLMProvider
+from gum_mcp.llm.base import LLMProvider
+from gum_mcp.llm.budget import Accounting
+from gum_mcp.llm.errors import LLMNotConfigured
 
 
 def not_configured_reason(settings: Settings) -> str | None:
@@ -27,7 +29,7 @@ def not_configured_reason(settings: Settings) -> str | None:
 def llm_status(settings: Settings, accounting: Accounting) -> dict[str, object]:
     """The provider, why it cannot be used (None when it can), and today's tokens against the budget.
     Blocking (one query): async callers run it in a worker thread."""
-    from gum_mcp.llm.base import read_budget_state
+    from gum_mcp.llm.budget import read_budget_state
 
     budget = read_budget_state(settings, accounting)
     return {"provider": settings.llm_provider, "problem": not_configured_reason(settings),

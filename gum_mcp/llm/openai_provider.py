@@ -16,17 +16,12 @@ import openai
 from pydantic import BaseModel
 
 from gum_mcp.config import Settings
-from gum_mcp.llm.base import (
-    Accounting,
-    LLMProvider,
-    RawReply,
-    image_media_type,
-    inline_refs,
-    sdk_failure,
-    short,
-    tool_name,
-    with_images,
-)
+from gum_mcp.llm.base import LLMProvider, RawReply
+from gum_mcp.llm.budget import Accounting
+from gum_mcp.llm.errors import short
+from gum_mcp.llm.images import image_media_type, with_images
+from gum_mcp.llm.retry import sdk_failure
+from gum_mcp.llm.schema import inline_refs, tool_name
 
 DEFAULT_MODEL = "gpt-5-mini"
 DEFAULT_VISION_MODEL = "gpt-5-mini"

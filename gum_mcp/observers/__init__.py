@@ -8,7 +8,7 @@ Public API (what the runtime, the CLI and the MCP server use):
 - `ObserverSet(settings, store, names=None)`: start / stop / health / status of the observers that
   `settings.observe` names (`screen`, `files`).
 - `pause_observing(settings, until)`, `resume_observing(settings)`, `paused_until(settings)`: a
-  pause shared by every process through `<data dir>/pause.json`.
+  pause shared by every process through `<data dir>/pause.json`; `show_pause(value)` for output.
 - `forget_screenshots(settings, since, until)` and `screenshots_forget_hook(settings)`: forget
   removes pending and kept screenshots too. `forget_file_cache(settings)` drops the local copies
   the file observer keeps for diffs.
@@ -17,19 +17,18 @@ Public API (what the runtime, the CLI and the MCP server use):
 from __future__ import annotations
 
 from gum_mcp.config import Settings
-from gum_mcp.observers.base import (
+from gum_mcp.observers.base import Observer
+from gum_mcp.observers.clock import Clock, ManualClock, SystemClock
+from gum_mcp.observers.frames import forget_screenshots, screenshots_forget_hook
+from gum_mcp.observers.observer_set import ObserverSet
+from gum_mcp.observers.pause import (
     INDEFINITELY,
-    Clock,
-    ManualClock,
-    Observer,
-    ObserverSet,
     PauseState,
-    SystemClock,
     pause_observing,
     paused_until,
     resume_observing,
+    show_pause,
 )
-from gum_mcp.observers.frames import forget_screenshots, screenshots_forget_hook
 
 __all__ = [
     "INDEFINITELY",
@@ -45,6 +44,7 @@ __all__ = [
     "paused_until",
     "resume_observing",
     "screenshots_forget_hook",
+    "show_pause",
 ]
 
 

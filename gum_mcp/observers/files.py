@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from gum_mcp.config import Settings
 from gum_mcp.domain import NewObservation
-from gum_mcp.observers.base import Clock, Observer, SystemClock
+from gum_mcp.observers.base import Observer
+from gum_mcp.observers.clock import Clock, SystemClock
 from gum_mcp.observers.frames import write_private
 from gum_mcp.store.db import ensure_private_dir
 

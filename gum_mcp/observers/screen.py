@@ -41,7 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from gum_mcp.config import Settings
 from gum_mcp.domain import NewObservation, utcnow
 from gum_mcp.observers import imaging
-from gum_mcp.observers.base import Clock, Observer
+from gum_mcp.observers.base import Observer
+from gum_mcp.observers.clock import Clock
 from gum_mcp.observers.exclusions import Exclusions
 from gum_mcp.observers.frames import Frame, FrameStore
 from gum_mcp.observers.window import WindowError, WindowInfo, WindowReader, open_window_reader
@@ -511,7 +512,7 @@ class ScreenObserver(Observer):
     async def _provider(self, current: LLMProvider | None) -> LLMProvider | None:
         if current is not None:
             return current
-        from gum_mcp.llm.base import LLMNotConfigured
+        from gum_mcp.llm.errors import LLMNotConfigured
         from gum_mcp.llm.factory import build_provider
 
         try:
@@ -541,7 +542,7 @@ class ScreenObserver(Observer):
         self.set_count("pending_frames", self._pending_frames)
 
     async def _transcribe_due(self, provider: LLMProvider, *, limit: int | None) -> int:
-        from gum_mcp.llm.base import LLMBudgetExceeded, LLMError
+        from gum_mcp.llm.errors import LLMBudgetExceeded, LLMError
 
         done = 0
         while not self.stopping and (limit is None or done < limit):
