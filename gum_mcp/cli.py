@@ -242,7 +242,7 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
-    from gum_mcp.http import load_or_create_token, token_path, write_token
+    from gum_mcp.server.http import load_or_create_token, token_path, write_token
 
     token = write_token(settings.data_dir) if args.rotate else load_or_create_token(settings.data_dir)
     print(token)

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gum_mcp.http import load_or_create_token
+from gum_mcp.server.http import load_or_create_token
 from tests.conftest import PYTHON, REPO, gum_env, wait_until
 
 

@@ -30,6 +30,8 @@ from gum_mcp.engine.suggest import (
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.runtime import Runtime
 from gum_mcp.server import build_server
+from gum_mcp.server.notifications import SUGGESTIONS_URI
+from gum_mcp.server.tools.suggestions import add_suggestion_tools
 from gum_mcp.store import Store
 from gum_mcp.store.suggestions import (
     DUPLICATE_SIMILARITY,
@@ -38,7 +40,6 @@ from gum_mcp.store.suggestions import (
     similarity,
     suggestion_words,
 )
-from gum_mcp.suggestion_tools import SUGGESTIONS_URI, add_suggestion_tools
 from tests.conftest import eventually, make_settings
 from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer
 from tests.test_forget import raw_bytes

@@ -1,33 +1,33 @@
-"""`gum-mcp serve --http`: streamable HTTP with a bearer token on every request.
+"""`gum-mcp serve --http`: streamable HTTP behind the gate (gate.py: bearer token, Host, Origin).
 
 The token is generated on first use into `<data dir>/token` (0600); `gum-mcp token` shows it and
 `gum-mcp token --rotate` replaces it. The server binds loopback by default; another address needs
 `--allow-remote`. DNS-rebinding protection (Host and Origin checks) stays on.
+
+Light on purpose: the token commands import this module without the MCP SDK.
 """
 
 from __future__ import annotations
 
 import argparse
-import hmac
-import ipaddress
-import json
-import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from gum_mcp.config import Settings
+from gum_mcp.server.gate import Gate, is_loopback
+from gum_mcp.server.logs import log_to_file
 from gum_mcp.store.db import FILE_MODE, ensure_private_dir
 
-log = logging.getLogger("gum_mcp.http")
+if TYPE_CHECKING:
+    from gum_mcp.runtime import Runtime
 
 TOKEN_NAME = "token"
-
-Scope = dict[str, Any]
 
 
 def token_path(data_dir: Path) -> Path:
@@ -53,51 +53,20 @@ def load_or_create_token(data_dir: Path) -> str:
     return token or write_token(data_dir)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class BearerAuth:
-    """ASGI middleware: every HTTP request must carry `Authorization: Bearer <token>`."""
-
-    def __init__(self, app: Any, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "unauthorized: send Authorization: Bearer <token> "
-                                            "(see `gum-mcp token`)"}).encode()
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="gum-mcp"'),
-                    (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
 def build_http_app(server: Any, token: str, host: str, port: int) -> Any:
+    """The MCP server's streamable-HTTP app behind the gate. The gate checks Host and Origin, so the
+    SDK's own copy of those checks is off (it still checks Content-Type)."""
     from mcp.server.transport_security import TransportSecuritySettings
 
-    security = None
-    if not is_loopback(host):
-        security = TransportSecuritySettings(allowed_hosts=[f"{host}:{port}", host],
-                                             allowed_origins=[f"http://{host}:{port}"])
-    return BearerAuth(server.streamable_http_app(host=host, transport_security=security), token)
+    gated = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    return Gate(server.streamable_http_app(host=host, transport_security=gated), token=token, host=host, port=port)
 
 
-def serve_http(settings: Settings, args: argparse.Namespace) -> int:
+def serve_http(settings: Settings, args: argparse.Namespace, build: Callable[[Runtime], Any]) -> int:
+    """Serve `build(runtime)` over HTTP until Ctrl-C; the runtime runs beside the server."""
     import uvicorn
 
     from gum_mcp.runtime import Runtime
-    from gum_mcp.server import build_server, log_to_file
 
     if not is_loopback(args.host) and not getattr(args, "allow_remote", False):
         print(f"gum-mcp: refusing to bind {args.host}: it is not a loopback address. Anyone who can reach it and"
@@ -106,7 +75,7 @@ def serve_http(settings: Settings, args: argparse.Namespace) -> int:
     log_to_file(settings)
     token = load_or_create_token(settings.data_dir)
     runtime = Runtime(settings)
-    app = build_http_app(build_server(runtime, manage_runtime=False), token, args.host, args.port)
+    app = build_http_app(build(runtime), token, args.host, args.port)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
     print(f"gum-mcp: serving MCP on http://{args.host}:{args.port}/mcp\n"
           f"  bearer token: `gum-mcp token` (stored in {token_path(settings.data_dir)})", file=sys.stderr)
