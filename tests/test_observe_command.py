@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,57 +58,52 @@ async def test_serve_observe_files_and_a_clean_stop_flushes_what_it_holds(tmp_pa
     assert len(found) == 1 and "q4-plan.md" in found[0].content
 
 
-def test_observe_command_feeds_the_inbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@contextmanager
+def observing_files(tmp_path: Path, **extra_env: str) -> Iterator[tuple[subprocess.Popen, Callable[[], bool]]]:
+    """`gum-mcp observe --observe files` on a fresh data dir, with `observed()`: touch a watched file
+    and tell whether a file observation reached the inbox. Killed on the way out if still running."""
     data_dir, watched = tmp_path / "data", tmp_path / "notes"
     watched.mkdir()
-    env = gum_env(data_dir, GUM_WATCH_DIRS=str(watched), GUM_FILES_WINDOW="0.5")
+    env = gum_env(data_dir, GUM_WATCH_DIRS=str(watched), **extra_env)
     proc = subprocess.Popen([PYTHON, "-m", "gum_mcp", "observe", "--observe", "files"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def observed() -> bool:
-            assert proc.poll() is None, proc.stderr.read()
-            (watched / "todo.txt").write_text("call Jordan about the budget\n")
-            return bool(file_observations(data_dir))
 
+    def observed() -> bool:
+        assert proc.poll() is None, proc.stderr.read()
+        (watched / "todo.txt").write_text("call Jordan about the budget\n")
+        return bool(file_observations(data_dir))
+
+    try:
+        yield proc, observed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_observe_command_feeds_the_inbox_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    with observing_files(tmp_path, GUM_FILES_WINDOW="0.5") as (proc, observed):
         wait_until(observed, timeout=60, interval=0.5)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         assert "nothing was lost" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "todo.txt" in file_observations(data_dir)[0].content
+    assert "todo.txt" in file_observations(tmp_path / "data")[0].content
 
 
 def test_observe_captures_before_the_engine_has_started(tmp_path: Path) -> None:
     """An observer-only process waits for no MCP request and not for the engine: its first capture is
     in the inbox while the engine's start is held back (a test-only gate), and the engine starts after."""
-    data_dir, watched, gate = tmp_path / "data", tmp_path / "notes", tmp_path / "engine-may-start"
-    watched.mkdir()
-    env = gum_env(data_dir, GUM_WATCH_DIRS=str(watched), GUM_FILES_WINDOW="0.2",
-                  GUM_TEST_ENGINE_START_GATE=str(gate))
-    log = data_dir / "logs" / "gum-mcp.log"
+    gate, log = tmp_path / "engine-may-start", tmp_path / "data" / "logs" / "gum-mcp.log"
 
     def engine_started() -> bool:
         return log.exists() and "engine started" in log.read_text()
 
-    proc = subprocess.Popen([PYTHON, "-m", "gum_mcp", "observe", "--observe", "files"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def observed() -> bool:
-            assert proc.poll() is None, proc.stderr.read()
-            (watched / "todo.txt").write_text("call Jordan about the budget\n")
-            return bool(file_observations(data_dir))
-
+    with observing_files(tmp_path, GUM_FILES_WINDOW="0.2", GUM_TEST_ENGINE_START_GATE=str(gate)) as (proc, observed):
         wait_until(observed, timeout=60, interval=0.2)
         assert not engine_started()  # the capture came first
         gate.touch()
         wait_until(engine_started, timeout=60)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_pause_and_resume_commands(tmp_path: Path, monkeypatch, capsys) -> None:
