@@ -1,6 +1,12 @@
 """Embedding speed: sentences/second at batch sizes 1, 16 and 64, and the model's load time.
 
-    python bench/embeddings.py [--runs 5] [--texts 256]
+    python bench/embeddings.py [--runs 5] [--texts 256] [--precision float32|int8]
+    python bench/embeddings.py --compare-with /tmp/today [--runs 5]   # side by side, alternating
+
+`--compare-with PATH` runs other code (e.g. `git worktree add /tmp/today HEAD`) and this checkout in fresh
+processes, alternately run by run (load from other processes falls on both alike): the other code in float32,
+this code in float32 and in int8, each process timing one run of every batch size; medians are printed, and
+the cosine of this code's int8 vectors to its float32 ones.
 
 Texts are realistic propositions (one or two sentences, ~15-40 word pieces). Each figure is the median
 of several runs. Needs the model: `python -m gum_mcp.index.models install` (or `gum-mcp models install`).
@@ -9,19 +15,22 @@ of several runs. Needs the model: `python -m gum_mcp.index.models install` (or `
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+CODE = os.environ.get("GUM_BENCH_CODE") or str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, CODE)
 
-from gum_mcp.config import load_settings
-from gum_mcp.index.embeddings import MiniLMEmbedder
-from gum_mcp.index.minilm import MiniLM, openblas_threads
-from gum_mcp.index.models import find_minilm
+from gum_mcp.config import load_settings  # noqa: E402
+from gum_mcp.index.embeddings import MiniLMEmbedder  # noqa: E402
+from gum_mcp.index.minilm import MiniLM, openblas_threads  # noqa: E402
+from gum_mcp.index.models import find_minilm  # noqa: E402
 
 PEOPLE = ["Priya", "Jordan", "Alex", "Mei", "Sam", "the user", "Tomás", "Aisha"]
 SUBJECTS = [
@@ -55,11 +64,79 @@ def propositions(count: int, seed: int = 7) -> list[str]:
     return texts
 
 
+BATCHES = (1, 16, 64)
+
+
+def one_run(texts: int, precision: str) -> dict:
+    """In this process: one timed run of every batch size (after a warm-up), as JSON-able figures."""
+    settings = load_settings(env=os.environ)
+    model_dir = find_minilm(settings.models_dir)
+    assert model_dir is not None, "the model is not installed"
+    started = time.perf_counter()
+    embedder = MiniLMEmbedder(model_dir, precision) if precision != "float32" else MiniLMEmbedder(model_dir)
+    load = time.perf_counter() - started
+    sample = propositions(texts)
+    embedder.embed(sample[:64])
+    rates = {}
+    for batch_size in BATCHES:
+        start = time.perf_counter()
+        for offset in range(0, len(sample), batch_size):
+            # distinct texts per call: the single-text cache of newer code must not answer
+            part = [f"{text} ({offset})" for text in sample[offset : offset + batch_size]]
+            embedder.embed(part)
+        rates[batch_size] = len(sample) / (time.perf_counter() - start)
+    return {"rates": rates, "load_s": load, "vectors": embedder.embed(sample[:32]).tolist()}
+
+
+def compare(other: str, runs: int, texts: int) -> int:
+    import numpy as np
+
+    here = str(Path(__file__).resolve().parents[1])
+    variants = [("other code, float32", other, "float32"), ("this code, float32", here, "float32"),
+                ("this code, int8", here, "int8")]
+    got: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for run in range(runs):
+        for name, code, precision in variants if run % 2 == 0 else reversed(variants):
+            out = subprocess.run([sys.executable, __file__, "--one-run", precision, "--texts", str(texts)],
+                                 env={**env, "GUM_BENCH_CODE": code}, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                return out.returncode
+            got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"{runs} runs each, alternating; medians (sentences/s); load average now {os.getloadavg()[0]:.2f}")
+    print(f"{'':22}" + "".join(f"{f'batch {b}':>12}" for b in BATCHES) + f"{'load':>10}")
+    for name, _, _ in variants:
+        rows = got[name]
+        print(f"{name:22}" + "".join(f"{statistics.median(r['rates'][str(b)] for r in rows):12.1f}" for b in BATCHES)
+              + f"{statistics.median(r['load_s'] for r in rows) * 1000:8.0f}ms")
+    base = got[variants[0][0]]
+    def median(rows: list[dict], b: int) -> float:
+        return statistics.median(r["rates"][str(b)] for r in rows)
+
+    for name, _, _ in variants[1:]:
+        print(f"{name} / other code: " + ", ".join(
+            f"batch {b} {median(got[name], b) / median(base, b):.2f}x" for b in BATCHES))
+    exact = np.array(got["this code, float32"][0]["vectors"], dtype=np.float32)
+    fast = np.array(got["this code, int8"][0]["vectors"], dtype=np.float32)
+    cosines = (exact * fast).sum(axis=1)
+    print(f"int8 vs float32 cosine: min {cosines.min():.4f}, mean {cosines.mean():.4f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--texts", type=int, default=256)
+    parser.add_argument("--precision", default="float32", choices=("float32", "int8"))
+    parser.add_argument("--compare-with", metavar="PATH", help="other code to run side by side (see above)")
+    parser.add_argument("--one-run", metavar="PRECISION", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_run:
+        print(json.dumps(one_run(args.texts, args.one_run)))
+        return 0
+    if args.compare_with:
+        return compare(args.compare_with, args.runs, args.texts)
 
     settings = load_settings(env=os.environ)
     model_dir = find_minilm(settings.models_dir)
@@ -73,7 +150,7 @@ def main() -> int:
         start = time.perf_counter()
         MiniLM(model_dir).embed(["warm up"])
         loads.append(time.perf_counter() - start)
-    embedder = MiniLMEmbedder(model_dir)
+    embedder = MiniLMEmbedder(model_dir, args.precision) if args.precision != "float32" else MiniLMEmbedder(model_dir)
     texts = propositions(args.texts)
     pieces = [len(ids) for ids in embedder.model.token_ids(texts)]
     print(f"model: {embedder.name} ({embedder.dim} dims) from {model_dir}")

@@ -21,6 +21,22 @@ With `--hybrid`, retrieval is what the server runs: BM25 + MiniLM vectors in a C
 the temp data dir (the seeded propositions are embedded first, which takes a minute or two at 10k),
 and after each batch the index catches up with what the batch committed, as the owning process
 does; that catch-up is reported separately (it runs beside the engine, not inside a batch).
+
+    .venv/bin/python bench/engine.py --gather-recall [--drafts 8] [--noise 1000]
+
+`--gather-recall` measures the gather step instead, on `tests/fixtures/dedup_pairs.json`: pairs of
+an existing proposition and a new draft about one person, each a paraphrase (the same claim) or
+similar but distinct. For each half of the set (tuning, held-out) a store holds the half's existing
+propositions, the 194 propositions of `tests/fixtures/retrieval_quality.json` and `--noise`
+propositions made from the week's observations, indexed with MiniLM in a real Chroma index; the
+drafts arrive `--drafts` to a batch (one observation each, no audit) and every batch is decided
+with the gather the runtime wires (`Runtime._related`, the owner's path) but not committed, so
+every batch meets the same store. The fake's relate stage is an oracle: identical to the twin
+when the twin was shown, else unrelated. Per half it prints `gather recall X`, the share of
+paraphrase pairs whose twin reached the relate step (among that draft's candidates) or that an
+earlier stage merged into the twin; the false-merge rate, the share of distinct pairs merged by
+an earlier stage (without the model); and relate calls per batch. Run it against other code with
+PYTHONPATH (e.g. a `git worktree` of the previous commit) to compare before and after.
 """
 
 from __future__ import annotations
@@ -29,31 +45,37 @@ import argparse
 import hashlib
 import json
 import logging
+import os
+import random
 import re
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# This checkout's code, unless PYTHONPATH names other code to measure (it stays first).
+sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]), str(REPO))
+os.environ.setdefault("GUM_MODELS_DIR", os.environ.get("GUM_TEST_MODELS_DIR") or str(REPO / ".models"))
+PAIRS = REPO / "tests" / "fixtures" / "dedup_pairs.json"
+QUALITY = REPO / "tests" / "fixtures" / "retrieval_quality.json"
 
 from seeding import seed_propositions, trace_rows  # noqa: E402
 
-from gum_mcp.domain import NewObservation, Proposition  # noqa: E402
+from gum_mcp.domain import NewObservation  # noqa: E402
 from gum_mcp.engine.loop import Engine  # noqa: E402
 from gum_mcp.engine.pipeline import BatchOutcome  # noqa: E402
 from gum_mcp.llm.factory import build_provider  # noqa: E402
 from gum_mcp.retrieval import Retriever  # noqa: E402
 from gum_mcp.store import Store  # noqa: E402
 from tests.fake_provider import FakeLLMServer, Reply  # noqa: E402
-from tests.test_engine import Request, parse_request  # noqa: E402
+from tests.test_engine import Request, parse_request, typed_reply  # noqa: E402
 
 USER = "Priya"
 
@@ -104,7 +126,7 @@ class PlausibleBrain:
     def __call__(self, body: Any, path: str) -> Reply:
         request = parse_request(body, path)
         self.calls += 1
-        value = getattr(self, request.schema)(request)
+        value = typed_reply(getattr(self, request.schema)(request))  # ids as the prompts write them: o12, p34, d3
         return Reply(value=value, input_tokens=len(json.dumps(body)) // 4, output_tokens=len(json.dumps(value)) // 4)
 
     def AuditReply(self, r: Request) -> dict:
@@ -158,6 +180,16 @@ class PlausibleBrain:
 # --------------------------------------------------------------------------------------- running
 
 
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) spans: calls in flight together count once."""
+    total, until = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > until:
+            total += end - max(start, until)
+            until = end
+    return total
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -186,14 +218,29 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                 print(f"  (embedded {seeded:,} seeded propositions in {time.perf_counter() - started:.0f} s)")
             retriever = Retriever(store, index, None if hybrid else "benchmark: BM25 only")
             catch_ups: list[float] = []
-            related_seconds: list[float] = []
+            spans: list[tuple[float, float]] = []  # each retrieval call's (start, end): the gather's wall time
 
-            async def related(text: str, k: int) -> list[Proposition]:
+            # What the runtime wires (`Runtime.related_fn`): the dedup search, and its batched form when this
+            # code has one (`dedup_search_many`); older code is measured as it ran, a search per draft.
+            from gum_mcp.retrieval import dedup as dedup_module
+
+            async def related(text: str, k: int) -> list[Any]:
                 started = time.perf_counter()
                 try:
-                    return await retriever.related(text, k)
+                    return await anyio.to_thread.run_sync(dedup_module.dedup_search, store, retriever.index, text, k)
                 finally:
-                    related_seconds.append(time.perf_counter() - started)
+                    spans.append((started, time.perf_counter()))
+
+            async def related_many(texts: list[str], k: int) -> list[Any]:
+                started = time.perf_counter()
+                try:
+                    return await anyio.to_thread.run_sync(dedup_module.dedup_search_many, store, retriever.index,
+                                                          texts, k)
+                finally:
+                    spans.append((started, time.perf_counter()))
+
+            if hasattr(dedup_module, "dedup_search_many"):
+                related.many = related_many  # type: ignore[attr-defined]
 
             outcomes: list[BatchOutcome] = []
 
@@ -210,7 +257,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                     for r in chunk
                 ])
                 while True:
-                    related_seconds.clear()
+                    spans.clear()
                     before = len(outcomes)
                     started = time.perf_counter()
                     if not await engine.step():
@@ -220,7 +267,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                         raise SystemExit(f"a batch failed: {engine.status().last_error}")
                     outcome = outcomes[-1]
                     overheads.append(elapsed - outcome.llm_seconds)
-                    related_per_batch.append(sum(related_seconds))
+                    related_per_batch.append(_covered(spans))
                     commits.append(outcome.seconds)
                     if index is not None:
                         started = time.perf_counter()
@@ -263,8 +310,8 @@ def report(result: dict[str, Any]) -> None:
           f"{result.get('batch', '?')} over {n} observations")
     print(f"engine overhead per batch (excl. provider): median {statistics.median(over):6.1f} ms   "
           f"p95 {percentile(over, 0.95):6.1f} ms   max {max(over):6.1f} ms")
-    print(f"  of which retrieval (related, {result['retrieval']}): median {statistics.median(rel):6.1f} ms   "
-          f"p95 {percentile(rel, 0.95):6.1f} ms")
+    print(f"  of which retrieval (gather, audit context; wall, {result['retrieval']}): "
+          f"median {statistics.median(rel):6.1f} ms   p95 {percentile(rel, 0.95):6.1f} ms")
     if result["catch_up_ms"]:
         print(f"index catch-up after each batch (beside the engine): median "
               f"{statistics.median(result['catch_up_ms']):6.1f} ms")
@@ -277,14 +324,200 @@ def report(result: dict[str, Any]) -> None:
           f"{result['current']} current beyond the seeded, {result['retired']} retired")
 
 
+# ---------------------------------------------------------------------------------- gather recall
+
+
+class OracleBrain:
+    """Replies for the gather measurement: propose returns each observation's draft (the observation
+    text after "Note: "); relate says identical to the draft's twin when it was shown, else unrelated,
+    and records what each draft was shown."""
+
+    def __init__(self, twin_of: dict[str, int | None]) -> None:
+        self.twin_of = twin_of  # draft text -> the twin's proposition id (None for a distinct pair)
+        self.shown: dict[str, list[int]] = {}  # draft text -> candidates shown to relate
+        self.shown_per_call: list[int] = []  # distinct propositions shown per relate call
+        self.drafts_per_call: list[int] = []
+
+    def __call__(self, body: Any, path: str) -> Reply:
+        r = parse_request(body, path)
+        if r.schema == "AuditReply":
+            value: dict = {"verdicts": [{"observation_id": o.id, "decision": "allow", "reason": "ok"}
+                                        for o in r.observations]}
+        elif r.schema == "ProposeReply":
+            value = {"propositions": [
+                {"text": o.content.removeprefix("Note: "), "reasoning": "seen", "confidence": 6, "decay": 6,
+                 "observation_ids": [o.id]} for o in r.observations]}
+        elif r.schema == "RelateReply":
+            self.shown_per_call.append(len(r.propositions))
+            self.drafts_per_call.append(len(r.drafts))
+            judgements = []
+            for d in r.drafts:
+                self.shown[d.text] = list(d.candidates)
+                twin = self.twin_of.get(d.text)
+                if twin is not None and twin in d.candidates:
+                    confidence = next((p.confidence for p in r.propositions if p.id == twin), 6)
+                    judgements.append({"draft": d.n, "relation": "identical", "proposition_ids": [twin],
+                                       "confidence": confidence})
+                else:
+                    judgements.append({"draft": d.n, "relation": "unrelated", "proposition_ids": [],
+                                       "confidence": 6})
+            value = {"judgements": judgements}
+        else:
+            value = {"propositions": []}
+        return Reply(value=typed_reply(value))
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split()).rstrip(" .!;")
+
+
+async def gather_recall(fake: FakeLLMServer, half: str, pairs: list[dict], drafts_per_batch: int, noise: int,
+                        seed: int = 17) -> dict[str, Any]:
+    from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
+    from gum_mcp.engine.pipeline import decide_batch
+    from gum_mcp.index.vector_index import open_index
+    from gum_mcp.runtime import Runtime
+
+    mine = [p for p in pairs if p["split"] == half]
+    # Background: the labelled retrieval set's propositions about the same person, except those that
+    # are (after normalising) the text of a pair, which would be a second twin or a true match.
+    taken = {_normal(p[side]) for p in pairs for side in ("existing", "draft")}
+    background = [p["text"] for p in json.loads(QUALITY.read_text())["propositions"] if _normal(p["text"]) not in taken]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = fake.settings("openai", Path(tmp) / "data", user_name=USER, audit=False, llm_max_retries=0,
+                                 llm_timeout=30, batch_max=max(25, drafts_per_batch))
+        runtime = Runtime(settings, engine=False, serving=False)
+        store = runtime.store
+        provider = build_provider(settings, store)
+        index = None
+        try:
+            texts = [p["existing"] for p in mine] + background
+            # As in a store that has lived a while: confidences, decays and ages vary (deterministically).
+            rng = random.Random(seed)
+            now = datetime.now(UTC)
+            id_of = {}
+            for text in texts:
+                draft = PropositionDraft(text=text, reasoning="seeded", confidence=rng.randint(2, 9),
+                                         decay=rng.randint(1, 10))
+                [id_of[text]] = store.complete_batch(BatchResult(observation_ids=(), new=(
+                    NewProposition(draft=draft),)), at=now - timedelta(days=rng.uniform(0, 180)))
+            if noise:
+                seed_propositions(store, noise, sorted({r["content"] for r in trace_rows()}),
+                                  prefix=f"{USER} was seen at: ", age_seconds=86400 * 30)
+            index, reason = open_index(settings)
+            if index is None:
+                raise SystemExit(f"--gather-recall needs the vector index: {reason}")
+            started = time.perf_counter()
+            index.catch_up(store)
+            embed_seconds = time.perf_counter() - started
+            runtime.index, runtime.index_problem, runtime.role = index, None, "owner"
+
+            twin_of = {p["draft"]: (id_of[p["existing"]] if p["kind"] == "paraphrase" else None) for p in mine}
+            brain = OracleBrain(twin_of)
+            fake.default = brain
+            order = list(mine)
+            random.Random(seed).shuffle(order)
+            found = reached = early = wrong = false_merges = distinct_shown = batches = relate_calls = 0
+            missed: list[str] = []
+            merged_distinct: list[str] = []
+            for start in range(0, len(order), drafts_per_batch):
+                chunk = order[start : start + drafts_per_batch]
+                observations = store.add_observations([
+                    NewObservation(content=f"Note: {p['draft']}", kind="agent", source="bench") for p in chunk])
+                outcome = await decide_batch(observations, store=store, provider=provider,
+                                             related=runtime._related, settings=settings)
+                batches += 1
+                relate_calls += outcome.stages.count("relate")
+                merged: dict[int, int] = {}  # observation id -> proposition reinforced without the model
+                for r in outcome.result.reinforce:
+                    for oid in r.evidence:
+                        merged[oid] = r.proposition_id
+                for pair, obs in zip(chunk, observations, strict=True):
+                    draft = pair["draft"]
+                    shown = brain.shown.pop(draft, None)
+                    into = merged.get(obs.id) if shown is None else None
+                    if pair["kind"] == "paraphrase":
+                        twin = id_of[pair["existing"]]
+                        if shown is not None and twin in shown:
+                            found += 1
+                            reached += 1
+                        elif into == twin:
+                            found += 1
+                            early += 1
+                        else:
+                            missed.append(draft)
+                            wrong += into is not None
+                    else:
+                        distinct_shown += shown is not None and id_of[pair["existing"]] in shown
+                        if into is not None:
+                            false_merges += 1
+                            merged_distinct.append(draft)
+            positives = sum(1 for p in mine if p["kind"] == "paraphrase")
+            negatives = len(mine) - positives
+            return {
+                "half": half, "positives": positives, "negatives": negatives, "found": found, "reached": reached,
+                "early": early, "wrong": wrong, "false_merges": false_merges, "distinct_shown": distinct_shown,
+                "batches": batches, "relate_calls": relate_calls, "drafts_per_batch": drafts_per_batch,
+                "existing": len(texts) + noise, "embed_seconds": embed_seconds,
+                "shown_per_call": brain.shown_per_call, "drafts_per_call": brain.drafts_per_call,
+                "missed": missed, "merged_distinct": merged_distinct,
+            }
+        finally:
+            fake.default = None
+            if index is not None:
+                index.close()
+            await provider.aclose()
+            runtime.close()
+
+
+def report_gather(r: dict[str, Any], verbose: bool) -> None:
+    print(f"\n== {r['half']} half: {r['positives']} paraphrase pairs, {r['negatives']} distinct pairs; "
+          f"{r['existing']:,} existing propositions; {r['batches']} batches of {r['drafts_per_batch']} drafts "
+          f"(indexed in {r['embed_seconds']:.0f} s)")
+    print(f"gather recall {r['found'] / r['positives']:.3f} ({r['found']}/{r['positives']}: {r['reached']} reached "
+          f"relate with their twin, {r['early']} merged into it before relate; "
+          f"{r['wrong']} merged into another proposition)")
+    print(f"false merges {r['false_merges'] / r['negatives']:.3f} ({r['false_merges']}/{r['negatives']} distinct "
+          f"pairs merged without the model; {r['distinct_shown']} shown to relate)")
+    calls = r["relate_calls"]
+    shown = r["shown_per_call"]
+    per_call = f"; per call {statistics.mean(r['drafts_per_call']):.1f} drafts, " \
+               f"{statistics.mean(shown):.1f} propositions shown" if shown else ""
+    print(f"relate calls per batch {calls / r['batches']:.2f} ({calls} in {r['batches']} batches{per_call})")
+    if verbose:
+        for text in r["missed"]:
+            print(f"  missed: {text}")
+        for text in r["merged_distinct"]:
+            print(f"  false merge: {text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--propositions", type=int, default=10_000, help="seeded for the second run")
     parser.add_argument("--batch", type=int, default=25, help="GUM_BATCH_MIN = GUM_BATCH_MAX")
     parser.add_argument("--limit", type=int, default=0, help="replay only the first N observations")
     parser.add_argument("--hybrid", action="store_true", help="retrieve with the vector index as the server does")
+    parser.add_argument("--gather-recall", action="store_true", help="measure the gather step on dedup_pairs.json")
+    parser.add_argument("--drafts", type=int, default=8, help="--gather-recall: drafts per batch")
+    parser.add_argument("--noise", type=int, default=1000, help="--gather-recall: extra propositions from the trace")
+    parser.add_argument("--half", choices=("tuning", "held-out", "both"), default="both",
+                        help="--gather-recall: which half of the pairs")
+    parser.add_argument("--verbose", action="store_true", help="--gather-recall: list the misses")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.gather_recall:
+        pairs = json.loads(PAIRS.read_text())["pairs"]
+        halves = ("tuning", "held-out") if args.half == "both" else (args.half,)
+
+        async def run_gather() -> None:
+            with FakeLLMServer() as fake:
+                for half in halves:
+                    report_gather(await gather_recall(fake, half, pairs, args.drafts, args.noise), args.verbose)
+
+        anyio.run(run_gather)
+        print("\ngoal on the held-out half: gather recall >= 0.95, false merges <= 0.02, "
+              "relate calls per batch no higher than before")
+        return
     rows = trace_rows()
     if args.limit:
         rows = rows[: args.limit]

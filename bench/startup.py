@@ -104,7 +104,9 @@ def first_capture(env: dict[str, str], tmp: Path, run: int) -> float:
     """Seconds from launching `gum-mcp observe --observe files` to its first observation in the inbox."""
     data_dir, watched = tmp / f"observe-{run}", tmp / f"watched-{run}"
     watched.mkdir()
-    env = {**env, "GUM_DATA_DIR": str(data_dir), "GUM_WATCH_DIRS": str(watched), "GUM_FILES_WINDOW": "0.1"}
+    # plaintext, so this loop can poll the inbox with the standard library's sqlite3
+    env = {**env, "GUM_DATA_DIR": str(data_dir), "GUM_WATCH_DIRS": str(watched), "GUM_FILES_WINDOW": "0.1",
+           "GUM_ENCRYPT": "0"}
     database = data_dir / "gum.sqlite3"
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "gum_mcp", "observe", "--observe", "files"], env=env, cwd=REPO,

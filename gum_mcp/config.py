@@ -43,12 +43,27 @@ class Settings(BaseModel):
     # -- where and who
     data_dir: Path = Field(default_factory=default_data_dir, alias="GUM_DATA_DIR")
     user_name: str = Field("the user", alias="GUM_USER_NAME", min_length=1, max_length=100)
+    # the stdio client this server answers (set in its config entry; HTTP clients are named by their token)
+    client: str | None = Field(None, alias="GUM_CLIENT", min_length=1, max_length=64)
+    scopes: list[Literal["read", "write", "forget", "admin"]] | None = Field(None, alias="GUM_SCOPES")
+    # which classes of knowledge each client may read (gum_mcp/store/policy.py); default <data dir>/policy.toml
+    policy_file: Path | None = Field(None, alias="GUM_POLICY_FILE")
 
     # -- store
     max_observation_chars: int = Field(20_000, alias="GUM_MAX_OBSERVATION_CHARS", ge=100, le=1_000_000)
     redact_patterns: list[str] = Field(default_factory=list, alias="GUM_REDACT_PATTERNS")
+    redact_contacts: bool = Field(True, alias="GUM_REDACT_CONTACTS")  # email addresses and phone numbers
     retention_days: int = Field(30, alias="GUM_RETENTION_DAYS", ge=0, le=36_500)
+    retention_interval: float = Field(3600.0, alias="GUM_RETENTION_INTERVAL", ge=1, le=7 * 86_400)
+    evidence_keep: int = Field(20, alias="GUM_EVIDENCE_KEEP", ge=0, le=100_000)
+    llm_calls_days: int = Field(30, alias="GUM_LLM_CALLS_DAYS", ge=0, le=36_500)
+    log_max_bytes: int = Field(5_000_000, alias="GUM_LOG_MAX_BYTES", ge=4096, le=10_000_000_000)
+    log_backups: int = Field(3, alias="GUM_LOG_BACKUPS", ge=1, le=100)
     durability: Literal["normal", "full"] = Field("normal", alias="GUM_DURABILITY")
+    # encryption at rest (gum_mcp/store/keys.py): unset = on for a new data dir; the store's own file decides after
+    encrypt: bool | None = Field(None, alias="GUM_ENCRYPT")
+    db_key: str | None = Field(None, alias="GUM_DB_KEY", repr=False)
+    db_key_file: Path | None = Field(None, alias="GUM_DB_KEY_FILE")
 
     # -- LLM provider
     llm_provider: Literal["openai", "anthropic"] = Field("openai", alias="GUM_LLM_PROVIDER")
@@ -60,6 +75,10 @@ class Settings(BaseModel):
     anthropic_base_url: str | None = Field(None, alias="ANTHROPIC_BASE_URL")
     llm_max_retries: int = Field(4, alias="GUM_LLM_MAX_RETRIES", ge=0, le=20)
     llm_timeout: float = Field(60.0, alias="GUM_LLM_TIMEOUT", gt=0, le=3600)
+    # tokens one call may use, prompt and reply together: prompts are bounded by it and batches split to fit
+    llm_context: int = Field(8192, alias="GUM_LLM_CONTEXT", ge=2048, le=2_000_000)
+    # the same error from the provider this many times in a row pauses the engine until `gum-mcp retry` (0 = never)
+    llm_same_error_limit: int = Field(5, alias="GUM_LLM_SAME_ERROR_LIMIT", ge=0, le=1000)
     llm_backoff_base: float = Field(1.0, alias="GUM_LLM_BACKOFF_BASE", ge=0, le=60)
     llm_backoff_max: float = Field(30.0, alias="GUM_LLM_BACKOFF_MAX", ge=0, le=600)
     daily_token_budget: int = Field(0, alias="GUM_DAILY_TOKEN_BUDGET", ge=0)
@@ -67,8 +86,12 @@ class Settings(BaseModel):
     # -- embeddings and vector index
     embedding: Literal["minilm", "openai", "none"] = Field("minilm", alias="GUM_EMBEDDING")
     embedding_model: str | None = Field(None, alias="GUM_EMBEDDING_MODEL")
+    # MiniLM's arithmetic: float32 (numpy, the reference) or int8 (onnxruntime, ~2.5x faster, cosine >= 0.99)
+    embedding_precision: Literal["float32", "int8"] = Field("float32", alias="GUM_EMBEDDING_PRECISION")
     models_dir: Path = Field(default_factory=default_models_dir, alias="GUM_MODELS_DIR")
     chroma_url: str | None = Field(None, alias="GUM_CHROMA_URL")
+    # sent to that server as `Authorization: Bearer <token>` (a proxy or Chroma's token auth checks it)
+    chroma_token: str | None = Field(None, alias="GUM_CHROMA_TOKEN", repr=False)
     index_wait: float = Field(5.0, alias="GUM_INDEX_WAIT", ge=0, le=120)
 
     # -- engine
@@ -76,10 +99,20 @@ class Settings(BaseModel):
     batch_max: int = Field(25, alias="GUM_BATCH_MAX", ge=1, le=1000)
     batch_max_wait: float = Field(60.0, alias="GUM_BATCH_MAX_WAIT", ge=0, le=86_400)
     audit: bool = Field(True, alias="GUM_AUDIT")
+    # how long the content of an observation the audit skipped is kept for review (`gum-mcp audit`), in days
+    skipped_retention_days: float = Field(1.0, alias="GUM_SKIPPED_RETENTION_DAYS", ge=0, le=365)
     max_attempts: int = Field(5, alias="GUM_MAX_ATTEMPTS", ge=1, le=100)
+    # cosine (of a draft without the person's name and an existing proposition) from which a draft using the same
+    # words is that proposition again, merged without asking the model (gum_mcp/engine/dedup.py); 1 = only exact
+    dedup_similarity: float = Field(0.5, alias="GUM_DEDUP_SIMILARITY", ge=0, le=1)
+
+    # -- decide_or_ask (gum_mcp/engine/decide.py): the confidence a preference (or the model's decision) needs
+    # before gum-mcp acts on it instead of advising the agent to ask; instructions need none
+    decide_confidence: int = Field(7, alias="GUM_DECIDE_CONFIDENCE", ge=1, le=10)
 
     # -- suggestions
     suggest_threshold: float = Field(2.0, alias="GUM_SUGGEST_THRESHOLD", ge=-10, le=10)
+    suggestion_days: int = Field(90, alias="GUM_SUGGESTION_DAYS", ge=7, le=36_500)
 
     # -- observers
     observe: list[Literal["screen", "files"]] = Field(default_factory=list, alias="GUM_OBSERVE")
@@ -87,13 +120,16 @@ class Settings(BaseModel):
     screen_settle: float = Field(1.5, alias="GUM_SCREEN_SETTLE", ge=0, le=60)
     screen_exclude: list[str] = Field(default_factory=list, alias="GUM_SCREEN_EXCLUDE")
     screen_unknown: Literal["capture", "skip"] = Field("capture", alias="GUM_SCREEN_UNKNOWN")
+    # text: only redacted OCR text reaches the model; vision: the masked image; local: no model at capture
+    screen_mode: Literal["text", "vision", "local"] = Field("text", alias="GUM_SCREEN_MODE")
+    screen_max_pending: int = Field(200, alias="GUM_SCREEN_MAX_PENDING", ge=1, le=100_000)
     keep_screenshots: bool = Field(False, alias="GUM_KEEP_SCREENSHOTS")
     watch_dirs: list[Path] = Field(default_factory=list, alias="GUM_WATCH_DIRS")
     files_ignore: list[str] = Field(default_factory=list, alias="GUM_FILES_IGNORE")
     files_window: float = Field(600.0, alias="GUM_FILES_WINDOW", gt=0, le=86_400)
     files_include_content: bool = Field(False, alias="GUM_FILES_INCLUDE_CONTENT")
 
-    @field_validator("observe", "files_ignore", mode="before")
+    @field_validator("observe", "files_ignore", "scopes", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -152,6 +188,11 @@ class Settings(BaseModel):
         return self.data_dir / "gum.sqlite3"
 
     @property
+    def policy_path(self) -> Path:
+        """The disclosure policy (gum_mcp/store/policy.py)."""
+        return (self.policy_file or self.data_dir / "policy.toml").expanduser().absolute()
+
+    @property
     def chroma_dir(self) -> Path:
         return self.data_dir / "chroma"
 
@@ -166,6 +207,11 @@ class Settings(BaseModel):
     @property
     def files_cache_dir(self) -> Path:
         return self.data_dir / "files-cache"
+
+    @property
+    def vectors_path(self) -> Path:
+        """The encrypted store's vectors (SQLCipher), in place of chroma/ (gum_mcp/index/vector_store.py)."""
+        return self.data_dir / "vectors.sqlite3"
 
 
 _ENV_NAMES = {field.alias: name for name, field in Settings.model_fields.items() if field.alias}
@@ -247,3 +293,89 @@ def _one_line(exc: ValidationError) -> str:
     value = error.get("input")
     shown = "" if (isinstance(value, dict) or "KEY" in name) else f" (got {value!r})"
     return f"{name}: {message}{shown}"
+
+
+# ------------------------------------------------------------------------------ settings changed while running
+#: Settings the person may change while gum-mcp runs (the page `gum-mcp ui` writes them to `<data dir>/.env`):
+#: the processes that use them re-read that file when it changes (`LiveSettings`), as they re-read pause.json
+#: and policy.toml. The process environment still wins over the file, as it does at start.
+LIVE_SETTINGS: tuple[str, ...] = ("GUM_SCREEN_MODE", "GUM_SCREEN_EXCLUDE", "GUM_RETENTION_DAYS")
+
+
+def env_value(value: str) -> str:
+    """`value` as a `.env` line's value that parse_env_file reads back unchanged (quoted: no ` #` comment cut)."""
+    if "\n" in value or "\r" in value:
+        raise ConfigError("a .env value cannot span lines")
+    return f"'{value}'" if "'" not in value or '"' in value else f'"{value}"'
+
+
+def write_env_values(path: Path, values: Mapping[str, str | None]) -> None:
+    """Set these keys in a `.env` file (None removes one), keeping every other line and comment as it was;
+    written to a temporary file beside it, then renamed over it (a reader sees the old or the new file), 0600."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    left = dict(values)
+    out: list[str] = []
+    for line in lines:
+        key = line.strip().removeprefix("export ").lstrip().partition("=")[0].strip()
+        if key in values:
+            if key in left and left[key] is not None:
+                out.append(f"{key}={env_value(left[key])}")  # type: ignore[arg-type]
+            left.pop(key, None)  # a key repeated further down goes
+            continue
+        out.append(line)
+    out += [f"{key}={env_value(value)}" for key, value in left.items() if value is not None]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(out) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+class LiveSettings:
+    """`settings`, with LIVE_SETTINGS re-read from `<data dir>/.env` whenever that file changes (one stat per
+    call). A key set in the process environment keeps its value; a key the file lacks keeps the value the
+    process started with; a value the file gets wrong is ignored (`problem` says why) until it is fixed."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.base = settings
+        self.path = settings.data_dir / ".env"
+        self.fixed = {key for key in LIVE_SETTINGS if (os.environ if env is None else env).get(key)}
+        self._key: object = object()
+        self._current = settings
+        self.problem: str | None = None
+
+    def current(self) -> Settings:
+        try:
+            info = self.path.stat()
+            key: object = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            key = None
+        if key != self._key:
+            self._key = key
+            self._current, self.problem = self._read()
+        return self._current
+
+    def _read(self) -> tuple[Settings, str | None]:
+        try:
+            found = _relevant(parse_env_file(self.path))
+        except ConfigError as exc:
+            return self._current, str(exc)
+        wanted = {key: value for key, value in found.items() if key in LIVE_SETTINGS and key not in self.fixed
+                  and value != "" and not _PLACEHOLDER.fullmatch(value)}
+        if not wanted:
+            return self.base, None
+        try:
+            read = Settings.model_validate({**wanted, "GUM_DATA_DIR": str(self.base.data_dir)})
+        except ValidationError as exc:
+            return self._current, _one_line(exc)
+        return self.base.model_copy(update={_ENV_NAMES[key]: getattr(read, _ENV_NAMES[key]) for key in wanted}), None

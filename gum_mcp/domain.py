@@ -6,6 +6,7 @@ Times are timezone-aware UTC datetimes here; the store keeps them as Unix second
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -14,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 ObservationKind = Literal["screen", "file", "agent", "text"]
 ObservationStatus = Literal["pending", "processed", "skipped", "failed"]
 LineageCause = Literal["proposed", "merged", "split", "revised", "feedback", "forgotten"]
+#: What a proposition is: a belief inferred from observations; a preference (a belief about what the person likes,
+#: e.g. learnt from their edits); an instruction, a standing rule the person stated ("always book an aisle seat").
+#: Instructions are never inferred from behaviour alone and never decay. Lineage keeps the strongest kind.
+PropositionKind = Literal["belief", "preference", "instruction"]
+KIND_ORDER: tuple[PropositionKind, ...] = ("instruction", "preference", "belief")
 Verdict = Literal["confirm", "reject", "correct"]
 
 Score = Annotated[int, Field(ge=1, le=10)]
@@ -27,6 +33,32 @@ HALF_LIFE_BASE_DAYS = 1.0
 def half_life_days(decay: int) -> float:
     """Days after which a proposition of this decay counts half as recent (decay 10 fades slowest)."""
     return HALF_LIFE_BASE_DAYS * 2.0 ** (int(decay) - 1)
+
+
+#: Sensitivity classes: the kind of knowledge a proposition is, most sensitive first. This order is the one
+#: place "the most sensitive class wins" is decided (a merge, a revision, lineage); a disclosure policy
+#: (gum_mcp/store/policy.py) allows classes per client.
+Sensitivity = Literal["health", "beliefs-and-identity", "relationships", "finance", "location", "personal", "work",
+                      "other"]
+SENSITIVITY_ORDER: tuple[Sensitivity, ...] = (
+    "health", "beliefs-and-identity", "relationships", "finance", "location", "personal", "work", "other")
+SENSITIVITY_MEANINGS: dict[Sensitivity, str] = {
+    "health": "physical or mental health, symptoms, conditions, medication, care, diet for medical reasons",
+    "beliefs-and-identity": "religion, politics, sexuality, gender identity, ethnicity, union membership, deeply "
+                            "held views",
+    "relationships": "partners, family, friends, dating, conflicts and private life with other people",
+    "finance": "money, income, debts, spending, banking, taxes, investments",
+    "location": "where the person lives, is or travels; addresses, routes, whereabouts",
+    "personal": "hobbies, leisure, tastes and habits outside work",
+    "work": "their job, projects, colleagues, tools, code and professional skills",
+    "other": "none of the above",
+}
+
+
+def most_sensitive(classes: Iterable[str | None]) -> Sensitivity | None:
+    """The most sensitive of `classes` by SENSITIVITY_ORDER (None and unknown names ignored); None when none."""
+    found = {c for c in classes if c is not None}
+    return next((c for c in SENSITIVITY_ORDER if c in found), None)
 
 
 #: Bounds of a request for suggestions, shared by the engine that checks them and the tool that
@@ -68,6 +100,7 @@ class NewObservation(_Model):
     kind: ObservationKind = "text"
     source: str = Field("unknown", min_length=1, max_length=200)
     observed_at: datetime | None = None  # default: when it is added
+    app: str | None = Field(None, max_length=200)  # screen: the focused window's application (forget by app)
 
     @field_validator("content")
     @classmethod
@@ -113,6 +146,9 @@ class Proposition(_Model):
     retired_cause: LineageCause | None = None
     user_confirmed: bool = False
     evidence_pruned: bool = False
+    sensitivity: Sensitivity | None = None  # None: not tagged yet (withheld from clients a policy restricts)
+    kind: PropositionKind = "belief"
+    applies_to: str | None = None  # an instruction's or preference's situation ("booking flights"); None once forgotten
 
     @property
     def current(self) -> bool:
@@ -128,6 +164,11 @@ class NewProposition(_Model):
     cause: LineageCause = "proposed"
     note: str | None = None  # why (shown in the history)
     user_confirmed: bool = False
+    # its class as judged (None: not judged); the store makes it at least as sensitive as what it supersedes
+    sensitivity: Sensitivity | None = None
+    # belief, preference or instruction; the store keeps the strongest of its own and what it supersedes
+    kind: PropositionKind = "belief"
+    applies_to: str | None = Field(None, max_length=300)
 
 
 class Reinforcement(_Model):
@@ -145,6 +186,7 @@ class BatchResult(_Model):
     new: tuple[NewProposition, ...] = ()
     reinforce: tuple[Reinforcement, ...] = ()
     retire: dict[int, LineageCause] = Field(default_factory=dict)  # retired without a successor
+    context: tuple[int, ...] = ()  # proposition ids the prompts showed: a forget of one abandons the batch
 
 
 class LineageEdge(_Model):
@@ -190,6 +232,8 @@ class ForgetReport(_Model):
     propositions_forgotten: int = 0
     proposition_ids: tuple[int, ...] = ()
     observation_ids: tuple[int, ...] = ()
+    rederive_ids: tuple[int, ...] = ()  # of proposition_ids: lost part of their evidence, re-derived from the rest
+    requeued_observation_ids: tuple[int, ...] = ()  # the remaining evidence, pending again for the engine
 
 
 class Page(_Model):
@@ -227,12 +271,36 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 _RELATIVE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: Errors quote at most this many characters of what the caller passed.
+SHOWN_CHARS = 200
+#: The longest duration or age accepted (a century).
+MAX_DURATION = timedelta(days=36_525)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` quoted for an error message, cut to about `limit` characters (`'abc…' (12,345 characters)`)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def local_time(value: datetime, fmt: str = "%H:%M") -> str:
+    """A time as people read it: this machine's local time with its zone, e.g. `14:05 CET`."""
+    local = value.astimezone()
+    return f"{local.strftime(fmt)} {local.tzname() or local.strftime('%z')}"
+
+
 def parse_duration(text: str, *, name: str = "duration") -> timedelta:
-    """A length of time such as `90s`, `30m`, `2h`, `3d`, `1w`. Raises InvalidInput naming `name`."""
+    """A length of time such as `90s`, `30m`, `2h`, `3d`, `1w`, at most MAX_DURATION. Raises InvalidInput
+    naming `name`."""
     match = _DURATION_RE.fullmatch(text.strip())
     if not match or float(match.group(1)) <= 0:
-        raise InvalidInput(f"{name}: {text!r} is not a duration; use e.g. 30m, 2h, 1d")
-    return timedelta(seconds=float(match.group(1)) * _RELATIVE[match.group(2).lower()])
+        raise InvalidInput(f"{name}: {shown(text)} is not a duration; use e.g. 30m, 2h, 1d")
+    seconds = float(match.group(1)) * _RELATIVE[match.group(2).lower()]
+    if not seconds <= MAX_DURATION.total_seconds():  # also inf and nan
+        raise InvalidInput(f"{name}: {shown(text)} is too long; at most {MAX_DURATION.days:,} days")
+    return timedelta(seconds=seconds)
 
 
 def parse_when(text: str, *, now: datetime | None = None, name: str = "time") -> datetime:
@@ -240,12 +308,20 @@ def parse_when(text: str, *, now: datetime | None = None, name: str = "time") ->
     `90m`, `2h`, `3d`, `1w` (that long ago). Raises InvalidInput naming `name`."""
     value = text.strip()
     if _DURATION_RE.fullmatch(value):
-        return (now or utcnow()) - parse_duration(value, name=name)
+        try:
+            return (now or utcnow()) - parse_duration(value, name=name)
+        except OverflowError:
+            raise InvalidInput(f"{name}: {shown(text)} is too long ago") from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
         raise InvalidInput(
-            f"{name}: {text!r} is not a time; use ISO-8601 (2026-11-20 or 2026-11-20T14:30:00Z)"
+            f"{name}: {shown(text)} is not a time; use ISO-8601 (2026-11-20 or 2026-11-20T14:30:00Z)"
             " or a relative age like 90m, 2h, 3d, 1w"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 lies before the first representable instant
+        raise InvalidInput(f"{name}: {shown(text)} is out of range") from None
+    return parsed

@@ -11,12 +11,13 @@ follower tries the lock every second, so when the owner exits another live proce
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,17 +25,21 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from gum_mcp.config import Settings
-from gum_mcp.domain import Proposition
+from gum_mcp.config import LiveSettings, Settings
+from gum_mcp.domain import utcnow
 from gum_mcp.forgetting import open_store
 from gum_mcp.lock import EngineLock
+from gum_mcp.store.policy import PolicyFile
 
 if TYPE_CHECKING:
     from gum_mcp.engine.loop import Engine
+    from gum_mcp.engine.tagging import Tagger
     from gum_mcp.index.vector_index import VectorIndex
     from gum_mcp.llm.base import LLMProvider
     from gum_mcp.observers import ObserverSet
     from gum_mcp.retrieval import Hit, Over
+    from gum_mcp.store import Store
+    from gum_mcp.store.retention import RetentionReport
 
 log = logging.getLogger("gum_mcp.runtime")
 
@@ -48,6 +53,7 @@ STARTUP_GRACE = 2.0
 #: for the engine.
 ENGINE_START_GATE_ENV = "GUM_TEST_ENGINE_START_GATE"
 RPC_TIMEOUT = 10.0  # on top of the owner's own bounded wait for its index (GUM_INDEX_WAIT)
+CHROMA_RETRY = 5.0  # seconds between attempts to open a Chroma server (GUM_CHROMA_URL) that did not answer
 MAX_RPC_BYTES = 4 * 1024 * 1024
 
 Role = Literal["starting", "owner", "follower"]
@@ -77,6 +83,8 @@ class Runtime:
         self.engine: Engine | None = None
         self.observers: ObserverSet | None = None
         self.provider: LLMProvider | None = None
+        self.policy = PolicyFile(settings.policy_path)  # who may see what (gum_mcp/store/policy.py)
+        self.tagger: Tagger | None = None
         self.socket_path = settings.data_dir / SOCKET_NAME
         self._index_wake: anyio.Event | None = None
         self._owner_ready: anyio.Event | None = None
@@ -122,7 +130,7 @@ class Runtime:
 
     async def _run_owner(self) -> None:
         self.role = "owner"
-        self.index_problem = "starting"
+        self.index_problem = "the vector index is still loading"  # (an encrypted one reads every vector first)
         if self._index_settled.is_set():  # a follower taking over: searches wait for our index now
             self._index_settled = anyio.Event()
         self._index_wake = anyio.Event()
@@ -131,8 +139,11 @@ class Runtime:
             if self.settings.observe:  # first: observing must not wait for the engine or the index
                 await self._start_observers()
             tg.start_soon(self._keep_index)
+            tg.start_soon(self._keep_private)
             if self.run_engine:
                 await self._start_engine(tg)
+                tg.start_soon(self._keep_tidy)
+                await self._start_tagger(tg)
 
     async def _shutdown(self) -> None:
         if self.observers is not None:
@@ -148,6 +159,7 @@ class Runtime:
             self.socket_path.unlink(missing_ok=True)
         self.lock.release()
         self.engine = None
+        self.tagger = None
         self.role = "starting"
 
     def close(self) -> None:
@@ -168,7 +180,7 @@ class Runtime:
         except LLMNotConfigured as exc:
             log.warning("%s; serving what is stored", exc)
             self.provider = None
-        self.engine = Engine(self.store, self.provider, self.settings, related=self._related,
+        self.engine = Engine(self.store, self.provider, self.settings, related=self.related_fn(),
                              after_commit=[self._after_commit])
         tg.start_soon(self.engine.run)
         log.info("engine started")
@@ -181,12 +193,86 @@ class Runtime:
         await anyio.to_thread.run_sync(self.observers.start)
         log.info("observing: %s", ", ".join(self.settings.observe))
 
-    async def _related(self, text: str, k: int) -> Sequence[Proposition]:
-        result = await self.search(text, k=k)
-        return [hit.proposition for hit in result.hits if hit.proposition is not None]
+    async def _related(self, text: str, k: int) -> Sequence[Hit]:
+        """The engine's gather (and its audit's context): the search set up for deduplication, not the
+        one users see: no MMR, no recency or confidence weight, vector and keyword, at most 20 hits,
+        each with its cosine (`gum_mcp.retrieval.dedup`). The engine runs in the owner, so the search
+        is local; right after start it waits (bounded, GUM_INDEX_WAIT) for the index like any search."""
+        from gum_mcp.retrieval.dedup import dedup_search
+
+        await self._wait_index_settled(anyio.current_time() + self.settings.index_wait)
+        index = self.index
+        return await anyio.to_thread.run_sync(functools.partial(dedup_search, self.store, index, text, k))
+
+    async def _related_many(self, texts: Sequence[str], k: int) -> list[Sequence[Hit]]:
+        """`_related` for a batch's drafts, embedded in one call (`gum_mcp.retrieval.dedup.dedup_search_many`)."""
+        from gum_mcp.retrieval.dedup import dedup_search_many
+
+        await self._wait_index_settled(anyio.current_time() + self.settings.index_wait)
+        index = self.index
+        return await anyio.to_thread.run_sync(functools.partial(dedup_search_many, self.store, index, list(texts), k))
+
+    def related_fn(self) -> Any:
+        """The engine's `related` (`_related`), with its batched form as `.many` (`_related_many`)."""
+
+        async def related(text: str, k: int) -> Sequence[Hit]:
+            return await self._related(text, k)
+
+        related.many = self._related_many  # type: ignore[attr-defined]
+        return related
+
+    async def _keep_private(self) -> None:
+        """Owner only: redact stored text again when the redactor improved (store/reredact.py, resumable, a
+        batch at a time), then delete the content of observations the audit skipped once it has been kept
+        GUM_SKIPPED_RETENTION_DAYS for review (store/skipped.py), at start and every few minutes."""
+        from gum_mcp.store import reredact, skipped
+
+        store = self.store
+        try:
+            while not (done := await anyio.to_thread.run_sync(reredact.step, store.db, store.redactor)).current:
+                await anyio.sleep(0)
+            if done.changed:
+                self.wake_index()  # a rebuild was requested: the vectors came from the old text
+        except Exception:  # a busy or broken store must not stop the engine; the next start goes on
+            log.exception("re-redaction failed")
+        retention = timedelta(days=self.settings.skipped_retention_days)
+        while True:
+            try:
+                if await anyio.to_thread.run_sync(functools.partial(skipped.purge_content, store.db,
+                                                                    retention=retention)):
+                    self.wake_index()
+            except Exception:
+                log.exception("deleting the content of skipped observations failed")
+            await anyio.sleep(min(self.settings.retention_interval, max(1.0, retention.total_seconds() / 4)))
+
+    async def _keep_tidy(self) -> None:
+        """Retention, at start and every GUM_RETENTION_INTERVAL seconds (owner only; see store/retention.py)."""
+        while True:
+            # an index that is off for good never compacts index_log itself
+            compact = self.index is None and self._index_settled is not None and self._index_settled.is_set()
+            try:
+                report = await anyio.to_thread.run_sync(
+                    functools.partial(apply_retention, self.store, compact_index_log=compact))
+            except Exception:  # a busy or broken store must not stop the engine; try again next time
+                log.exception("retention failed")
+            else:
+                if report.removed:
+                    self.wake_index()
+            await anyio.sleep(self.settings.retention_interval)
+
+    async def _start_tagger(self, tg: anyio.abc.TaskGroup) -> None:
+        """The tagging job (gum_mcp/engine/tagging.py): classes for untagged propositions, with the engine's
+        provider, while the disclosure policy restricts some client."""
+        from gum_mcp.engine.tagging import Tagger
+
+        self.tagger = Tagger(self.store, lambda: self.provider, self.settings,
+                             needed=lambda: self.policy.current().restricts_anyone)
+        await tg.start(self.tagger.run)
 
     async def _after_commit(self, _outcome: object) -> None:
         self.wake_index()
+        if self.tagger is not None:  # a proposition the model gave no class waits for the job
+            self.tagger.wake()
 
     def notify(self) -> None:
         """This process added an observation: let the engine look now (owner only)."""
@@ -203,6 +289,13 @@ class Runtime:
 
         self.index, self.index_problem = await anyio.to_thread.run_sync(open_index, self.settings)
         self._index_settled.set()  # open (searches are hybrid from here on) or off for good
+        # A Chroma server (GUM_CHROMA_URL) that cannot be reached now may be later: keep trying to open it.
+        while self.index is None and self.settings.chroma_url and self.index_problem and (
+                "unavailable (" in self.index_problem):
+            log.warning("vector search off until the Chroma server answers: %s", self.index_problem)
+            self._owner_ready.set()
+            await anyio.sleep(CHROMA_RETRY)
+            self.index, self.index_problem = await anyio.to_thread.run_sync(open_index, self.settings)
         if self.index is None:
             log.warning("vector search off: %s", self.index_problem)
             self._owner_ready.set()
@@ -214,9 +307,13 @@ class Runtime:
                     await anyio.to_thread.run_sync(self.index.rebuild, self.store)
                 await anyio.to_thread.run_sync(self.index.catch_up, self.store)  # it logs what it did
             except Exception as exc:  # a broken index must not stop the engine or the server
-                log.exception("index catch-up failed")
-                self.index_problem = f"catch-up failed: {type(exc).__name__}: {exc}"
+                problem = f"catch-up failed: {type(exc).__name__}: {exc}"
+                if problem != self.index_problem:  # once per problem (a server down fails every second)
+                    log.exception("index catch-up failed; retrying")
+                self.index_problem = problem
             else:
+                if self.index_problem:
+                    log.info("the vector index is in step again")
                 self.index_problem = None
             self._owner_ready.set()
             with anyio.move_on_after(self.index_interval):
@@ -262,8 +359,9 @@ class Runtime:
         from gum_mcp import retrieval
 
         index = self.index
-        hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, index, **args))
-        note = None if index is not None else f"keyword search only: {self.index_problem}"
+        notes: list[str] = []  # the vector side failing (a Chroma server down) answers by keyword, with a note
+        hits = await anyio.to_thread.run_sync(lambda: retrieval.search(self.store, index, **args, notes=notes))
+        note = f"keyword search only: {self.index_problem}" if index is None else (notes[0] if notes else None)
         return SearchResult(hits, note)
 
     async def _search_remote(self, args: dict[str, Any]) -> tuple[list[Hit], str | None]:
@@ -307,6 +405,14 @@ class Runtime:
             await listener.serve(self._handle_rpc)
 
     async def _handle_rpc(self, stream: anyio.abc.SocketStream) -> None:
+        # Nothing a client does (leaving mid-request, sending garbage) may escape: the listener runs
+        # this in the owner's task group, so an exception here would stop the engine and the index.
+        try:
+            await self._answer_rpc(stream)
+        except Exception as exc:
+            log.info("a search request from another process ended early: %s: %s", type(exc).__name__, exc)
+
+    async def _answer_rpc(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
             try:
                 request = json.loads(await _read_line(stream))
@@ -350,7 +456,29 @@ class Runtime:
             "observing": self.observing(),
             "vector_index": "ready" if self.index is not None else (
                 "in the owning process" if self.role == "follower" else f"off: {self.index_problem}"),
+            "tagging": None if self.tagger is None else self.tagger.status().as_dict(),
         }
+
+
+def apply_retention(store: Store, *, now: datetime | None = None, retention_days: int | None = None,
+                    compact_index_log: bool = False) -> RetentionReport:
+    """Apply the store's retention (its settings; `retention_days` overrides GUM_RETENTION_DAYS), delete the
+    kept screenshots older than the retention period, record the run for status and log what was removed.
+    Blocking: async callers run it in a worker thread."""
+    from gum_mcp.observers import forget_screenshots
+    from gum_mcp.store.retention import RetentionPolicy
+
+    settings = LiveSettings(store.settings).current()  # GUM_RETENTION_DAYS as <data dir>/.env says now
+    now = now or utcnow()
+    report = store.apply_retention(RetentionPolicy.from_settings(settings, retention_days=retention_days), now=now)
+    if report.retention_days > 0:
+        report.screenshots_deleted = forget_screenshots(
+            settings, until=now - timedelta(days=report.retention_days), pending=False)
+    if compact_index_log:
+        report.index_log_compacted = store.compact_index_log(store.index_log_max_seq())
+    store.record_retention(report)
+    log.info("retention: %s (%.1f s)", report.line(), report.seconds)
+    return report
 
 
 async def _read_line(stream: anyio.abc.ByteReceiveStream) -> bytes:

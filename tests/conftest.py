@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,15 +25,30 @@ REPO = Path(__file__).resolve().parent.parent
 #: started by the tests inherit it through the environment.
 MODELS_DIR = Path(os.environ.get("GUM_TEST_MODELS_DIR") or REPO / ".models")
 os.environ["GUM_MODELS_DIR"] = str(MODELS_DIR)
+#: Encryption keys: the tests keep them with a real keyring backend (keyrings.alt's plaintext file), in a
+#: folder of their own, never in the developer's keychain or ~/.config (the key-file fallback). Subprocesses
+#: inherit this through the environment.
+_KEYS_HOME = Path(tempfile.mkdtemp(prefix="gum-tests-keys-"))
+atexit.register(shutil.rmtree, _KEYS_HOME, ignore_errors=True)
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+os.environ["XDG_DATA_HOME"] = str(_KEYS_HOME / "data")
+os.environ["XDG_CONFIG_HOME"] = str(_KEYS_HOME / "config")
 
 #: The week of observations the engine tests replay (a copy of the project's benchmark trace).
 WEEK_TRACE = REPO / "tests" / "fixtures" / "week.jsonl"
+#: The disclosure policy tests run under unless they set their own: every client may read every class
+#: (without it, the built-in default withholds untagged propositions from every client).
+OPEN_POLICY = REPO / "tests" / "fixtures" / "policy-open.toml"
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
     """Settings for a test: nothing from the developer's environment or .env files leaks in,
     except where the embedding model lives (installed once per machine)."""
     env = {key: os.environ[key] for key in ("GUM_MODELS_DIR",) if key in os.environ}
+    # Plaintext unless a test asks (encrypt=True): the encryption tests and the raw-byte privacy tests
+    # run both ways; the rest of the suite reads its files with the standard library's sqlite3.
+    overrides.setdefault("encrypt", False)
+    overrides.setdefault("policy_file", OPEN_POLICY)
     return load_settings(env=env, cwd=data_dir, data_dir=data_dir, **overrides)
 
 
@@ -94,6 +112,8 @@ def gum_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """An environment for a gum-mcp subprocess on `data_dir`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUM_", "OPENAI_", "ANTHROPIC_"))}
     env["GUM_DATA_DIR"] = str(data_dir)
+    env["GUM_ENCRYPT"] = "0"  # a new data dir is plaintext, as with make_settings (extra may say "1")
+    env["GUM_POLICY_FILE"] = str(OPEN_POLICY)  # as with make_settings (extra may name another)
     if "GUM_MODELS_DIR" in os.environ:
         env["GUM_MODELS_DIR"] = os.environ["GUM_MODELS_DIR"]
     env.update(extra)

@@ -8,12 +8,23 @@ Script it per request, first in first out:
 
     fake.reply({"answer": 42})            # structured reply: the JSON the model "returns"
     fake.reply("not json at all")         # a str is sent raw as the model's text
-    fake.fault("429", retry_after="0.2")  # or "500", "hang", "reset", "invalid_json", "schema_invalid"
+    fake.fault("429", retry_after="0.2")  # or "500", "hang", "reset", "invalid_json", "schema_invalid", "ramble"
 
 When the queue is empty, `fake.default(request_json, path)` decides (it may return the same kinds
 of things, or a `Fault`); without a default the server answers HTTP 400 "no scripted reply" (not
 retryable, so a test that forgot to script fails fast). Every request is recorded in
 `fake.requests` (`Recorded(path, body, headers, at)`).
+
+Modes of a server rather than of one request:
+
+    fake.refuse("json_schema", status=500)  # answer every request in that structured-output method with
+                                            # the error a server that cannot take it gives (500 or 400
+                                            # variants, as real servers do); also "json_object", "tool"
+    fake.always(Fault("500"))               # one error for every request, forever (before the script)
+
+OpenAI-path requests are answered in the method they were asked in (`method_of`): content for
+`json_schema` and `json_object`, a tool call for `tool`; `schema_name` and `schema_of` read the schema a
+request carries whichever the method.
 
 `fake.settings("openai" | "anthropic", data_dir, **overrides)` builds Settings that point at it,
 with small timeouts and backoff so tests are fast.
@@ -42,12 +53,27 @@ from pydantic import BaseModel
 from gum_mcp.config import Settings, load_settings
 
 OPENAI_PATH = "/v1/chat/completions"
+OPEN_POLICY = Path(__file__).resolve().parent / "fixtures" / "policy-open.toml"
 ANTHROPIC_PATH = "/v1/messages"
 
-FaultKind = Literal["429", "500", "hang", "reset", "invalid_json", "schema_invalid"]
-FAULTS: tuple[str, ...] = ("429", "500", "hang", "reset", "invalid_json", "schema_invalid")
+FaultKind = Literal["429", "500", "hang", "reset", "invalid_json", "schema_invalid", "ramble"]
+FAULTS: tuple[str, ...] = ("429", "500", "hang", "reset", "invalid_json", "schema_invalid", "ramble")
 
 INVALID_JSON_TEXT = 'this is not JSON {"answer":'
+#: What a rambling model writes (until the request's max_tokens cut it off).
+RAMBLE = '{"propositions": [{"observation_ids": ["o1"], "reasoning": "' + "and then it went on " * 2000
+CHARS_PER_FAKE_TOKEN = 4
+
+#: What servers that cannot take a structured-output method answer (llama-cpp-python's own words for a 500).
+REFUSALS = {
+    ("json_schema", 500): "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should "
+                          "be 'text' or 'json_object' [type=literal_error, input_value='json_schema', input_type=str]",
+    ("json_schema", 400): "Invalid parameter: 'response_format' of type 'json_schema' is not supported.",
+    ("json_object", 500): "response_format type 'json_object' is not supported",
+    ("json_object", 400): "Invalid parameter: 'response_format' must be one of 'text'.",
+    ("tool", 500): "tools are not supported by this server",
+    ("tool", 400): "'tool_choice' is only allowed when 'tools' are specified and supported",
+}
 
 
 @dataclass(frozen=True)
@@ -55,12 +81,14 @@ class Fault:
     """A failure to inject for one request.
 
     - `429`: HTTP 429 with `Retry-After: retry_after` (None: no header).
-    - `500`: HTTP `status` (default 500) with an error body.
+    - `500`: HTTP `status` (default 500) with an error body (`body`: its message, or a dict sent as it is).
     - `hang`: read the request, then say nothing for `seconds` (or until the server stops).
     - `reset`: close the connection with a TCP reset and no response.
     - `invalid_json`: a 200 reply whose content is not JSON (Anthropic: a text block, no tool call).
     - `schema_invalid`: a 200 reply with valid JSON that does not match the request's schema
       (`body` overrides what is sent).
+    - `ramble`: a 200 reply that runs until the request's max_tokens (4 characters a token) and is
+      cut off there: `finish_reason: "length"` (Anthropic: `stop_reason: "max_tokens"`).
     """
 
     kind: FaultKind
@@ -123,6 +151,8 @@ class FakeLLMServer:
         self._stop = threading.Event()
         self._tmp_dirs: list[Path] = []
         self.default: DefaultReply | None = None
+        self.refusing: dict[str, Fault] = {}
+        self.forever: Fault | None = None
         self.input_tokens = 11
         self.output_tokens = 7
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -169,6 +199,16 @@ class FakeLLMServer:
         """Queue one fault (see `Fault`)."""
         self.enqueue(Fault(kind, retry_after=retry_after, status=status, seconds=seconds, body=body))
 
+    def refuse(self, method: str, *, status: int = 500, message: str | None = None) -> None:
+        """Answer every OpenAI-path request in `method` ("json_schema", "json_object", "tool") with HTTP
+        `status` and the error a server that cannot take it gives."""
+        text = message or REFUSALS.get((method, status), f"{method} is not supported")
+        self.refusing[method] = Fault("500", status=status, body=text)
+
+    def always(self, fault: Fault | None) -> None:
+        """Answer every request with `fault` (None: stop), before the script and the default."""
+        self.forever = fault
+
     def enqueue(self, *items: Any) -> None:
         """Queue replies and faults in order (a str is a raw reply, a `Fault` a fault)."""
         with self._lock:
@@ -200,6 +240,7 @@ class FakeLLMServer:
             self._tmp_dirs.append(data_dir)
         values: dict[str, Any] = {
             "data_dir": Path(data_dir),
+            "policy_file": OPEN_POLICY,  # every client sees every class, as with tests/conftest.py's make_settings
             "llm_provider": provider,
             "openai_base_url": self.openai_base_url,
             "anthropic_base_url": self.anthropic_base_url,
@@ -235,6 +276,11 @@ class FakeLLMServer:
 
     def _next(self, body: Any, path: str) -> Scripted | None:
         with self._lock:
+            if self.forever is not None:
+                return self.forever
+            refused = self.refusing.get(method_of(body, path))
+            if refused is not None:
+                return refused
             if self._script:
                 return self._script.popleft()
             default = self.default
@@ -246,18 +292,46 @@ class FakeLLMServer:
 # ---------------------------------------------------------------------------------- wire formats
 
 
-def _schema_of(body: Any, path: str) -> dict[str, Any]:
+def method_of(body: Any, path: str) -> str:
+    """The structured-output method of a request: "json_schema", "json_object" or "tool" (Anthropic: "tool")."""
+    if path != OPENAI_PATH or not isinstance(body, dict):
+        return "tool"
+    if body.get("tools"):
+        return "tool"
+    kind = (body.get("response_format") or {}).get("type")
+    return kind if kind in ("json_schema", "json_object") else "text"
+
+
+def schema_of(body: Any, path: str) -> dict[str, Any]:
+    """The JSON schema a request asks its reply to match, whichever the method."""
     try:
-        if path == OPENAI_PATH:
-            return body["response_format"]["json_schema"]["schema"]
-        return body["tools"][0]["input_schema"]
+        if path != OPENAI_PATH:
+            return body["tools"][0]["input_schema"]
+        method = method_of(body, path)
+        if method == "tool":
+            return body["tools"][0]["function"]["parameters"]
+        if method == "json_object":
+            return body["response_format"]["schema"]
+        return body["response_format"]["json_schema"]["schema"]
     except (KeyError, IndexError, TypeError):
         return {}
 
 
+def schema_name(body: Any, path: str) -> str:
+    """The reply schema's name (e.g. "ProposeReply"), whichever the method."""
+    if path != OPENAI_PATH:
+        return _tool_name(body)
+    method = method_of(body, path)
+    if method == "tool":
+        return body["tool_choice"]["function"]["name"]
+    if method == "json_schema":
+        return body["response_format"]["json_schema"]["name"]
+    return str(schema_of(body, path).get("title", ""))
+
+
 def _schema_invalid(body: Any, path: str) -> dict[str, Any]:
     """Valid JSON that cannot match the request's schema: every property a list of lists."""
-    properties = _schema_of(body, path).get("properties") or {}
+    properties = schema_of(body, path).get("properties") or {}
     value: dict[str, Any] = {name: [[]] for name in properties}
     value["__fake_schema_invalid__"] = [[]]
     return value
@@ -273,7 +347,14 @@ def _tool_name(body: Any) -> str:
             return "reply"
 
 
-def _openai_ok(body: Any, content: str, input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _openai_ok(body: Any, content: str, input_tokens: int, output_tokens: int,
+               finish: str = "stop") -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if method_of(body, OPENAI_PATH) == "tool":
+        name = body["tool_choice"]["function"]["name"]
+        message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+            {"id": "call_fake", "type": "function", "function": {"name": name, "arguments": content}}]}
+        finish = "tool_calls" if finish == "stop" else finish
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -282,8 +363,8 @@ def _openai_ok(body: Any, content: str, input_tokens: int, output_tokens: int) -
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": finish,
                 "logprobs": None,
             }
         ],
@@ -379,6 +460,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, _anthropic_ok(body, value, text, input_tokens, output_tokens))
 
+    def _ramble(self, body: Any, path: str) -> None:
+        limit = int((body or {}).get("max_tokens") or (body or {}).get("max_completion_tokens") or 100_000)
+        text = (RAMBLE * (1 + limit * CHARS_PER_FAKE_TOKEN // len(RAMBLE)))[: limit * CHARS_PER_FAKE_TOKEN]
+        if path == OPENAI_PATH:
+            self._send(200, _openai_ok(body, text, self.fake.input_tokens, limit, finish="length"))
+            return
+        payload = _anthropic_ok(body, None, text, self.fake.input_tokens, limit)
+        payload["stop_reason"] = "max_tokens"
+        self._send(200, payload)
+
     def _fault(self, fault: Fault, body: Any, path: str) -> None:
         fake = self.fake
         if fault.kind == "429":
@@ -386,7 +477,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, _error_body(path, 429, "fake provider: rate limited"), headers)
         elif fault.kind == "500":
             status = fault.status or 500
-            self._send(status, _error_body(path, status, "fake provider: internal error"))
+            if isinstance(fault.body, dict):  # an error body in another server's own form, sent as it is
+                self._send(status, fault.body)
+                return
+            message = fault.body if isinstance(fault.body, str) else "fake provider: internal error"
+            self._send(status, _error_body(path, status, message))
         elif fault.kind == "hang":
             fake._stop.wait(fault.seconds)
             self.close_connection = True
@@ -397,6 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
         elif fault.kind == "invalid_json":
             self._ok(body, path, None, INVALID_JSON_TEXT, fake.input_tokens, fake.output_tokens)
+        elif fault.kind == "ramble":
+            self._ramble(body, path)
         else:  # schema_invalid
             value = fault.body if fault.body is not None else _schema_invalid(body, path)
             self._ok(body, path, value, None, fake.input_tokens, fake.output_tokens)

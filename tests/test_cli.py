@@ -78,7 +78,8 @@ def test_forget_and_prune(data_dir: Path, capsys) -> None:
     code, out, _ = run(capsys, "forget", "--proposition", str(pid), "--with-evidence")
     assert code == 0 and "forgot 1 observation(s) and 1 proposition version(s)" in out
     code, out, _ = run(capsys, "prune", "--json")
-    assert json.loads(out) == {"pruned": 0, "retention_days": 30}
+    pruned = json.loads(out)
+    assert pruned["pruned"] == 0 and pruned["retention_days"] == 30 and "removed" in pruned
 
 
 def test_retry_requeues_failed(data_dir: Path, capsys) -> None:

@@ -1,7 +1,9 @@
 """The proposition engine against the loopback fake provider: what it decides, what it sends.
 
 The fake answers through a `Brain`: a reply callable that parses the prompt the engine sent (the
-observations, propositions and drafts it shows) and lets each test script the reply per stage.
+observations, propositions and drafts it shows, their typed ids `o12`, `p34`, `d3` read as numbers)
+and lets each test script the reply per stage. A handler may write ids as numbers: the Brain types
+them by the field they are in (`typed_reply`); an id given as a string is sent as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from gum_mcp.llm.base import LLMProvider
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.store import Store
 from tests.conftest import WEEK_TRACE, eventually
-from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer, Fault
+from tests.fake_provider import ANTHROPIC_PATH, FakeLLMServer, Fault, schema_name
 from tests.test_redaction import ANTHROPIC as ANTHROPIC_KEY
 from tests.test_redaction import GITHUB_CLASSIC
 
@@ -46,13 +48,13 @@ def anyio_backend() -> str:
 # ---------------------------------------------------------------------------------- the fake's brain
 
 OBS_RE = re.compile(
-    r'<observation id="(\d+)" kind="([^"]*)" source="([^"]*)" at="([^"]*)"(?: seen="(\d+)")?>(.*?)</observation>',
+    r'<observation id="o(\d+)" kind="([^"]*)" source="([^"]*)" at="([^"]*)"(?: seen="(\d+)")?>(.*?)</observation>',
     re.S,
 )
-PROP_RE = re.compile(r'<proposition id="(\d+)" confidence="(\d+)" decay="(\d+)" support="(\d+)"[^>]*>(.*?)'
+PROP_RE = re.compile(r'<proposition id="p(\d+)" confidence="(\d+)" decay="(\d+)" support="(\d+)"[^>]*>(.*?)'
                      r"(?:<reasoning>.*?</reasoning>)?</proposition>", re.S)
-DRAFT_RE = re.compile(r'<draft n="(\d+)" confidence="(\d+)" decay="(\d+)" observations="([\d ]*)"'
-                      r'(?: compare_with="([\d ]*)")?>(.*?)(?:<reasoning>.*?</reasoning>)?</draft>', re.S)
+DRAFT_RE = re.compile(r'<draft id="d(\d+)" confidence="(\d+)" decay="(\d+)" observations="([o\d ]*)"'
+                      r'(?: compare_with="([p\d ]*)")?>(.*?)(?:<reasoning>.*?</reasoning>)?</draft>', re.S)
 CLUSTER_RE = re.compile(r'<cluster n="(\d+)">(.*?)</cluster>', re.S)
 
 
@@ -94,10 +96,11 @@ class Request:
     propositions: list[Prop] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)
+    repair: bool = False  # a repair request (the original data, then the invalid reply and why)
 
 
 def _ints(text: str | None) -> list[int]:
-    return [int(x) for x in (text or "").split()]
+    return [int(x.lstrip("opd")) for x in (text or "").split()]
 
 
 def _parse_obs(text: str) -> list[Obs]:
@@ -113,14 +116,12 @@ def _parse_drafts(text: str) -> list[Draft]:
 
 
 def parse_request(body: dict[str, Any], path: str) -> Request:
-    if path == ANTHROPIC_PATH:
-        schema = body["tool_choice"]["name"]
-        system = body.get("system") or ""
-    else:
-        schema = body["response_format"]["json_schema"]["name"]
-        system = body["messages"][0]["content"]
-    text = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-    request = Request(schema=schema, system=system, text=text)
+    schema = schema_name(body, path)
+    system = (body.get("system") or "") if path == ANTHROPIC_PATH else body["messages"][0]["content"]
+    users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    # The data is in the conversation's first message; a repair request adds the bad reply and a note.
+    request = Request(schema=schema, system=system, text=users[0], repair=len(users) > 1)
+    text = users[0]
     request.observations = _parse_obs(text)
     request.propositions = _parse_props(text)
     request.drafts = _parse_drafts(text)
@@ -132,6 +133,27 @@ def parse_request(body: dict[str, Any], path: str) -> Request:
 
 Handler = Callable[[Request], Any]
 STAGES = {"audit": "AuditReply", "propose": "ProposeReply", "relate": "RelateReply", "revise": "ReviseReply"}
+#: Which reply fields hold ids, and of which kind.
+ID_FIELDS = {"observation_id": "o", "observation_ids": "o", "draft": "d", "drafts": "d",
+             "proposition_ids": "p", "supersedes": "p"}
+
+
+def typed_reply(value: Any) -> Any:
+    """A handler's reply with the numbers in id fields written as typed ids (a str is left as it is)."""
+    if isinstance(value, list):
+        return [typed_reply(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        kind = ID_FIELDS.get(key)
+        if kind is not None and isinstance(item, list):
+            out[key] = [f"{kind}{i}" if isinstance(i, int) and not isinstance(i, bool) else i for i in item]
+        elif kind is not None and isinstance(item, int) and not isinstance(item, bool):
+            out[key] = f"{kind}{item}"
+        else:
+            out[key] = typed_reply(item)
+    return out
 
 
 class Brain:
@@ -159,7 +181,7 @@ class Brain:
         with self.lock:
             self.requests.append(request)
         stage = {v: k for k, v in STAGES.items()}[request.schema]
-        return self.handlers[stage](request)
+        return typed_reply(self.handlers[stage](request))
 
     def stages(self) -> list[str]:
         names = {v: k for k, v in STAGES.items()}
@@ -583,7 +605,10 @@ async def test_unknown_ids_in_replies_leave_no_trace(h: Harness) -> None:
     ]})
     h.brain.on("relate", lambda r: {"judgements": [
         {"draft": 77, "relation": "identical", "proposition_ids": [budget_id], "confidence": 5},
-        *({"draft": d.n, "relation": "similar", "proposition_ids": [4242], "confidence": 5} for d in r.drafts)]})
+        # one usable judgement (a reply citing nothing that was shown is invalid as a whole: see
+        # test_a_reply_citing_only_unknown_ids_is_invalid_not_processed)
+        {"draft": r.drafts[0].n, "relation": "unrelated", "proposition_ids": [], "confidence": 5},
+        *({"draft": d.n, "relation": "similar", "proposition_ids": [4242], "confidence": 5} for d in r.drafts[1:])]})
     h.brain.on("revise", lambda r: {"propositions": [
         {"text": "Priya owns everything", "reasoning": "r", "confidence": 9, "decay": 9,
          "supersedes": [4242], "drafts": [55], "observation_ids": [9999]}]})
@@ -697,14 +722,15 @@ async def test_split_names_the_cause_on_each_part(h: Harness) -> None:
 async def test_an_outage_keeps_the_batch_pending_without_counting_attempts(h: Harness) -> None:
     engine = h.make_engine(failure_backoff=10, failure_backoff_max=15)
     ids = h.add(0, 3)
-    h.fake.default = lambda body, path: Fault("500")
-    for _ in range(6):  # an outage longer than GUM_MAX_ATTEMPTS tries
+    h.fake.default = lambda body, path: Fault("500", status=503)  # "down for now": an outage however long
+    for _ in range(8):  # an outage longer than GUM_MAX_ATTEMPTS and GUM_LLM_SAME_ERROR_LIMIT tries
         assert await engine.step()
         assert not await engine.step()  # backing off on the clock
         h.clock.advance(15)
+    assert not engine.status().paused
     observations = [h.store.get_observation(i) for i in ids]
     assert {o.status for o in observations} == {"pending"} and {o.attempts for o in observations} == {0}
-    assert "provider unavailable" in (engine.status().last_error or "") and "HTTP 500" in engine.status().last_error
+    assert "provider unavailable" in (engine.status().last_error or "") and "HTTP 503" in engine.status().last_error
     h.fake.default = h.brain  # the provider is back
     h.brain.on("propose", lambda r: {"propositions": [draft(BUDGET, [ids[0]])]})
     assert await engine.step()
@@ -791,10 +817,12 @@ async def test_stale_batch_is_retried_against_the_new_state(h: Harness) -> None:
         "drafts": [1], "observation_ids": []}]})
     assert await engine.step()
     observation = h.store.get_observation(second[0])
-    assert observation.status == "pending" and observation.attempts == 1
-    assert "stale batch" in (observation.last_error or "")
-    assert await engine.step()  # now the rejected proposition is no longer a candidate
+    # Another process's change is not the batch's fault: no attempt, no error, no backoff.
+    assert observation.status == "pending" and observation.attempts == 0 and observation.last_error is None
+    assert engine.status().batches_failed == 0 and engine.status().last_error is None
+    assert await engine.step()  # at once; now the rejected proposition is no longer a candidate
     assert set(h.current()) == {RACE_TRAINING}
+    assert h.store.get_observation(second[0]).attempts == 0
 
 
 async def test_budget_exceeded_pauses_without_counting_attempts(fake_provider: FakeLLMServer, tmp_path: Path) -> None:

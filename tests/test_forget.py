@@ -9,12 +9,36 @@ import pytest
 
 from gum_mcp.domain import BatchResult, InvalidInput, NewObservation, NewProposition, PropositionDraft
 from gum_mcp.store import Store
+from tests.conftest import make_settings
+from tests.sqlcipher_pages import raw_file_bytes, readable_bytes
 
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 
+#: Words these tests store: an encrypted store never shows one of them in its files' bytes.
+WORDS = (b"quokkaclinic", b"zebrafinch", b"wombatreport", b"ossuarytrip", b"pelicanfund", b"narwhalbank",
+         b"capybaraloan", b"Priya")
+
+
+@pytest.fixture(params=["plaintext", "encrypted"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path):
+    """Every test here runs on a plaintext store and on an encrypted one: encryption must not hide a
+    forget that fails (raw_bytes decrypts every page of an encrypted store, free pages included)."""
+    return make_settings(tmp_path / "data", encrypt=request.param == "encrypted")
+
+
+@pytest.fixture(autouse=True)
+def _no_plaintext_when_encrypted(settings):
+    yield
+    if settings.encrypt:
+        raw = raw_file_bytes(settings.data_dir)
+        assert [word for word in WORDS if word in raw] == []
+
+
 def raw_bytes(data_dir: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(data_dir.iterdir()) if p.name.startswith("gum.sqlite3"))
+    """What the store's files hold: their bytes when plaintext; every page decrypted, free pages
+    included, when encrypted (tests/sqlcipher_pages.py)."""
+    return readable_bytes(data_dir)
 
 
 def add(store: Store, content: str, *, source: str = "screen", minutes: int = 0) -> int:
@@ -55,25 +79,45 @@ def test_forgetting_an_observation_removes_its_words_from_every_file(store: Stor
                             ).fetchone()[0] == 0
 
 
-def test_a_proposition_with_other_evidence_survives(store: Store) -> None:
-    a = add(store, "calendar: run club Tuesday")
+def test_a_proposition_that_keeps_other_evidence_is_scrubbed_and_queued_to_be_re_derived(store: Store) -> None:
+    a = add(store, "calendar: run club Tuesday at the kookaburra track")
     b = add(store, "strava: 10k run logged")
-    pid = propose(store, "Priya runs regularly", (a, b))
-    store.forget_observations([a])
+    pid = propose(store, "Priya runs with the kookaburra club every Tuesday", (a, b))
+    assert b"kookaburra" in raw_bytes(store.settings.data_dir)
+    report = store.forget_observations([a])
+    assert report.proposition_ids == (pid,) and report.rederive_ids == (pid,)
+    assert report.requeued_observation_ids == (b,)
     prop = store.get_proposition(pid)
-    assert prop.current and prop.text == "Priya runs regularly"
-    assert store.evidence_ids(pid) == [b]
+    assert prop.text is None and prop.reasoning is None and prop.retired_cause == "forgotten"  # not served
+    assert store.current_propositions().items == ()
+    assert store.search_propositions_text("Tuesday run club") == []
+    assert store.get_observation(b).status == "pending"  # the engine re-derives it from what is left
+    with store.db.read() as conn:
+        assert [tuple(r) for r in conn.execute("SELECT observation_id, proposition_id FROM rederive")] == [(b, pid)]
+    assert b"kookaburra" not in raw_bytes(store.settings.data_dir)
 
 
-def test_retired_versions_resting_only_on_forgotten_evidence_are_scrubbed(store: Store) -> None:
+def test_a_proposition_whose_remaining_evidence_was_pruned_is_retired(store: Store) -> None:
+    a = add(store, "calendar: run club Tuesday at the kookaburra track", minutes=5 * 24 * 60 - 60)
+    b = add(store, "strava: 10k run logged")
+    pid = propose(store, "Priya runs with the kookaburra club every Tuesday", (a, b))
+    assert store.prune(1, now=T0 + timedelta(days=5)) == 1  # b's content is gone, a's is kept
+    report = store.forget_observations([a])
+    assert report.proposition_ids == (pid,) and report.rederive_ids == () and report.requeued_observation_ids == ()
+    assert store.get_proposition(pid).retired_cause == "forgotten"
+    assert store.pending_count() == 0
+
+
+def test_every_version_that_rested_on_forgotten_evidence_is_scrubbed(store: Store) -> None:
     a = add(store, "first sighting of wombatreport")
     old = propose(store, "Priya reads the wombatreport", (a,))
     b = add(store, "second sighting", minutes=5)
     new = propose(store, "Priya reads the wombatreport weekly", (b,), supersedes=(old,))
     report = store.forget_observations([a])
-    assert report.proposition_ids == (old,)
-    assert store.get_proposition(old).text is None
-    assert store.get_proposition(new).text == "Priya reads the wombatreport weekly"
+    # the new version carried a forward as evidence: it may restate it, so it is re-derived from b
+    assert report.proposition_ids == (old, new) and report.rederive_ids == (new,)
+    assert store.get_proposition(old).text is None and store.get_proposition(new).text is None
+    assert b"wombatreport" not in raw_bytes(store.settings.data_dir)
 
 
 def test_forget_proposition_scrubs_its_whole_lineage_and_optionally_its_evidence(store: Store) -> None:

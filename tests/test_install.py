@@ -202,7 +202,7 @@ def test_install_defaults_to_this_interpreter_and_the_configured_data_dir(tmp_pa
     monkeypatch.chdir(tmp_path)
     result = run_install("windsurf", scope=None, dry_run=False, home=tmp_path / "home", platform="linux")
     assert result.entry["command"] == default_launcher()[0]
-    assert result.entry["env"] == {"GUM_DATA_DIR": str(tmp_path / "my data")}
+    assert result.entry["env"] == {"GUM_DATA_DIR": str(tmp_path / "my data"), "GUM_CLIENT": "windsurf"}
 
 
 # ------------------------------------------------------------------------------------------------ edits

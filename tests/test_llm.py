@@ -239,15 +239,22 @@ async def test_500_then_success(harness: Harness) -> None:
     assert len(harness.fake.requests) == 3
 
 
-async def test_hang_times_out_and_retries(harness: Harness) -> None:
-    provider, store = harness.open(llm_timeout=0.4)
+async def test_a_timeout_is_not_retried_at_once(harness: Harness) -> None:
+    """A local server keeps working on a request the client gave up on: asking again at once would queue
+    behind it. The timeout goes to the caller (the engine backs off), with retries left unused."""
+    provider, store = harness.open(llm_timeout=0.4, llm_max_retries=3)
     harness.fake.fault("hang")
     harness.fake.reply({"answer": 2})
-    assert (await ask(provider)).answer == 2
+    with pytest.raises(LLMUnavailable) as caught:
+        await ask(provider)
+    assert caught.value.kind == "timeout" and caught.value.retryable
+    assert "not retried at once" in str(caught.value)
+    assert len(harness.fake.requests) == 1 and harness.fake.pending == 1
     calls = store.llm_calls()
-    assert [c.outcome for c in calls] == ["retry", "ok"]
+    assert [c.outcome for c in calls] == ["error"]
     assert "timed out" in (calls[0].error or "")
     assert calls[0].latency_ms >= 350
+    assert (await ask(provider)).answer == 2  # the next call, later, goes through
 
 
 async def test_reset_connection_retries(harness: Harness) -> None:

@@ -31,7 +31,7 @@ SCHEMA_SHA256 = "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de
 MCPB = REPO / "node_modules" / ".bin" / ("mcpb.cmd" if os.name == "nt" else "mcpb")
 TOOLS = {"query_user", "list_propositions", "get_proposition", "get_recent_activity", "record_observation",
          "give_feedback", "forget", "status", "suggest_actions", "respond_to_suggestion",
-         "pause_observing", "resume_observing"}
+         "pause_observing", "resume_observing", "record_edit", "decide_or_ask"}
 USER_CONFIG = re.compile(r"\$\{user_config\.(\w+)\}")
 
 
@@ -218,9 +218,10 @@ def test_every_client_has_one_template_holding_the_gum_server() -> None:
         template = json.loads(text)
         assert list(template) == [client.container], name
         assert list(template[client.container]) == [SERVER_NAME], name
-        assert set(PLACEHOLDER.findall(text)) == {"command", "args", "data_dir"}, name
+        assert set(PLACEHOLDER.findall(text)) == {"command", "args", "data_dir", "client"}, name
         entry = template[client.container][SERVER_NAME]
-        assert entry["args"] == "{{args}}" and entry["env"] == {"GUM_DATA_DIR": "{{data_dir}}"}
+        assert entry["args"] == "{{args}}"
+        assert entry["env"] == {"GUM_DATA_DIR": "{{data_dir}}", "GUM_CLIENT": "{{client}}"}
         if name in ("vscode", "claude-code"):
             assert entry["type"] == "stdio"  # required by VS Code; Claude Code's own format
 

@@ -76,7 +76,7 @@ def test_a_burst_of_saves_is_one_observation(rig: Rig) -> None:
     lines = [f"line {i}" for i in range(40)]
     rig.write("report.md", "\n".join(lines) + "\n")
     [created] = rig.flush(1)
-    assert re.fullmatch(r"created .*/work/report\.md at \d\d:\d\d: Markdown, 40 lines", created), created
+    assert re.fullmatch(r"created .*/work/report\.md at \d\d:\d\d [\w+-]+: Markdown, 40 lines", created), created
 
     for save in range(6):
         lines = lines[:-5] + [f"new {save}-{i}" for i in range(25)]  # net: +125 / -5
@@ -85,7 +85,8 @@ def test_a_burst_of_saves_is_one_observation(rig: Rig) -> None:
     texts = rig.flush(2)
     assert len(texts) == 2
     edited = texts[1]
-    assert re.match(r"edited .*/work/report\.md 6 times between (\d\d:\d\d) and (\d\d:\d\d): ", edited), edited
+    # local clock times, labelled with their zone
+    assert re.match(r"edited .*/work/report\.md 6 times between (\d\d:\d\d) and (\d\d:\d\d) [\w+-]+: ", edited), edited
     first, last = re.findall(r"\d\d:\d\d", edited)[:2]
     assert first != last
     assert "+125/-5 lines" in edited and "Markdown, 160 lines" in edited
@@ -174,7 +175,7 @@ def test_moves_renames_and_deletes(rig: Rig) -> None:
     assert re.search(r"moved .*/work/b\.md to .*/work/sub/b\.md at", joined)
     assert re.search(r"deleted .*/c\.md at", joined)
     assert re.search(r"moved .*/d\.md out of the watched folders at", joined)
-    assert re.search(r"created .*/work/e\.md at \d\d:\d\d: Markdown, 1 line$", joined, re.MULTILINE)
+    assert re.search(r"created .*/work/e\.md at \d\d:\d\d [\w+-]+: Markdown, 1 line$", joined, re.MULTILINE)
     assert "scratch" not in joined
 
 
@@ -187,7 +188,7 @@ def test_atomic_save_is_an_edit(rig: Rig) -> None:
     os.replace(tmp, rig.root / "essay.md")
     wait_until(lambda: rig.activity("essay.md") is not None and rig.activity("essay.md").replaced == 1)
     texts = rig.flush(2)
-    assert re.match(r"edited .*/essay\.md at \d\d:\d\d: \+1/-0 lines", texts[1]), texts[1]
+    assert re.match(r"edited .*/essay\.md at \d\d:\d\d [\w+-]+: \+1/-0 lines", texts[1]), texts[1]
 
 
 def test_stop_flushes_open_activity(rig: Rig) -> None:

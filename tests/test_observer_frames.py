@@ -80,6 +80,7 @@ def rig(settings: Settings, store: Store, source: FakeScreen, windows: Windows |
     clock = ManualClock()
     observer = ScreenObserver(settings, store, clock=clock, source=source, windows=windows or Windows(),
                               transcribe=False, **kwargs)
+    observer.mode = "vision"  # frames with images: these tests are about capture, not GUM_SCREEN_MODE
     return observer, clock
 
 
@@ -165,7 +166,7 @@ def test_focus_change_during_grab_voids_the_sample(settings: Settings, store: St
 
 
 def test_titles_are_redacted_in_the_sidecar(settings: Settings, store: Store) -> None:
-    token = "ghp_" + "a1B2" * 10
+    token = "ghp_Zq81nF0xLmP3vB7cR2tY9uW4sK6dH5jA1eG0"  # a realistic body: a repeated one reads as a placeholder
     source = FakeScreen()
     observer, clock = rig(settings, store, source, Windows(WindowInfo(title=f"token {token}", app="XTerm")))
     run(observer, clock, 4)
@@ -175,17 +176,28 @@ def test_titles_are_redacted_in_the_sidecar(settings: Settings, store: Store) ->
     assert token.encode() not in raw and b"REDACTED" in raw
 
 
-def test_backlog_suspends_capture(settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(screen, "MAX_PENDING", 1)
-    source = FakeScreen()
-    observer, clock = rig(settings, store, source)
-    run(observer, clock, 4)
-    text(source.images[0], 0, 0, 30)
-    assert run(observer, clock, 5).count("captured") == 1
-    text(source.images[0], 4, 0, 30)
-    outcomes = run(observer, clock, 5)
-    assert "suspended" in outcomes and "captured" not in outcomes
-    assert any("waiting for transcription" in w for w in observer.health()["warnings"])
+def test_backlog_drops_the_oldest_frames(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Transcription keeps failing: capture goes on, and at most GUM_SCREEN_MAX_PENDING frames wait."""
+    from tests.conftest import make_settings
+
+    vision = {"screen_mode": "vision"} if "screen_mode" in Settings.model_fields else {}  # frames with images
+    settings = make_settings(tmp_path / "data", screen_max_pending=2, **vision)
+    with Store.open(settings) as store:
+        source = FakeScreen()
+        observer, clock = rig(settings, store, source, policy=NAIVE_POLICY)
+        run(observer, clock, 2)
+
+        def typing(i: int) -> None:
+            text(source.images[0], i, 0, 30)
+
+        with caplog.at_level("WARNING", logger="gum_mcp.observers"):
+            assert run(observer, clock, 5, typing).count("captured") == 5
+        frames = observer.frames.pending()
+        assert len(frames) == 2 and observer.counts()["frames_dropped"] == 3
+        assert frames[-1].captured_at == max(f.captured_at for f in frames)  # the newest stay
+        assert len({p.name.split(".")[0] for p in observer.frames.pending_dir.iterdir()}) == 2  # images went too
+        assert any("dropped the 1 oldest pending frame" in r.getMessage() for r in caplog.records)
+        assert any("oldest are dropped" in w for w in observer.health()["warnings"])
 
 
 def test_unreadable_title_with_skip(settings: Settings, store: Store) -> None:

@@ -63,7 +63,8 @@ async def test_every_tool_resource_and_prompt(gum, mode: str) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert set(tools) == {"query_user", "list_propositions", "get_proposition", "get_recent_activity",
                               "record_observation", "give_feedback", "forget", "status", "suggest_actions",
-                              "respond_to_suggestion", "pause_observing", "resume_observing"}
+                              "respond_to_suggestion", "pause_observing", "resume_observing", "record_edit",
+                              "decide_or_ask"}
         assert tools["query_user"].annotations.read_only_hint is True
         assert tools["forget"].annotations.destructive_hint is True
         assert all(t.output_schema for t in tools.values())
@@ -177,7 +178,9 @@ async def test_forget_by_query_removes_the_match(gum) -> None:
         await runtime.wait_owner_ready()
         nothing = data(await client.call_tool("forget", {"query": "favourite pizza toppings", "max_matches": 3}))
         assert nothing["proposition_ids"] == [] and "nothing matched" in nothing["message"]
-        gone = data(await client.call_tool("forget", {"query": "half marathon race", "max_matches": 3}))
+        preview = data(await client.call_tool("forget", {"query": "half marathon race", "max_matches": 3}))
+        assert [m["id"] for m in preview["matches"]] == [ids[1]] and runtime.store.get_proposition(ids[1]).current
+        gone = data(await client.call_tool("forget", {"confirm_token": preview["confirm_token"]}))
         assert gone["proposition_ids"] == [ids[1]]
         left = data(await client.call_tool("query_user", {"query": "Porto half marathon"}))
         assert all("Porto" not in (p["text"] or "") for p in left["propositions"])

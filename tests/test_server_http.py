@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gum_mcp.server.http import load_or_create_token
-from tests.conftest import PYTHON, REPO, gum_env, wait_until
+from gum_mcp.store import Store
+from tests.conftest import PYTHON, REPO, gum_env, make_settings, wait_until
 
 
 def free_port() -> int:
@@ -30,7 +30,8 @@ def listening(port: int) -> bool:
 @pytest.fixture
 def http_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     data_dir = tmp_path / "data"
-    token = load_or_create_token(data_dir)
+    with Store.open(make_settings(data_dir)) as store:
+        token = store.add_token("test", "all")
     port = free_port()
     proc = subprocess.Popen([PYTHON, "-m", "gum_mcp", "serve", "--http", "--port", str(port)], cwd=REPO,
                             env=gum_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -73,17 +74,6 @@ def test_dns_rebinding_protection_stays_on(http_server) -> None:
                            headers={"Authorization": f"Bearer {token}", "Host": "evil.example:80",
                                     "Accept": "application/json, text/event-stream"})
     assert response.status_code in (403, 421)
-
-
-def test_token_command_shows_and_rotates(tmp_path: Path) -> None:
-    env = gum_env(tmp_path / "data")
-    first = subprocess.run([PYTHON, "-m", "gum_mcp", "token"], cwd=REPO, env=env, capture_output=True, text=True)
-    again = subprocess.run([PYTHON, "-m", "gum_mcp", "token"], cwd=REPO, env=env, capture_output=True, text=True)
-    rotated = subprocess.run([PYTHON, "-m", "gum_mcp", "token", "--rotate"], cwd=REPO, env=env, capture_output=True,
-                             text=True)
-    assert first.stdout == again.stdout and len(first.stdout.strip()) >= 40
-    assert rotated.stdout != first.stdout
-    assert (tmp_path / "data" / "token").stat().st_mode & 0o777 == 0o600
 
 
 def test_non_loopback_bind_needs_a_flag(tmp_path: Path) -> None:

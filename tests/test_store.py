@@ -19,6 +19,7 @@ from gum_mcp.domain import (
 from gum_mcp.store import StaleBatch, Store
 from gum_mcp.store.schema import SCHEMA_VERSION
 from tests.conftest import make_settings
+from tests.sqlcipher_pages import readable_bytes
 
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
@@ -73,7 +74,7 @@ def test_secrets_are_redacted_before_they_are_stored(store: Store) -> None:
     assert secret not in obs.content
     assert "[REDACTED" in obs.content
     assert obs.redactions >= 1
-    raw = b"".join(p.read_bytes() for p in store.settings.data_dir.iterdir() if p.name.startswith("gum.sqlite3"))
+    raw = readable_bytes(store.settings.data_dir)  # the files' bytes; every page decrypted when encrypted
     assert secret.encode() not in raw
 
 

@@ -55,6 +55,7 @@ import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from gum_mcp.config import Settings
 from gum_mcp.domain import (
@@ -180,10 +181,20 @@ class SuggestOutcome:
         return None
 
 
+class Visible(Protocol):
+    """What the client asking may see (gum_mcp/server/disclosure.py): the model is shown nothing else, so a
+    suggestion never draws on knowledge the client's disclosure policy withholds."""
+
+    async def observations(self, found: Sequence[Observation]) -> list[Observation]: ...
+
+    async def suggestions(self, found: Sequence[Suggestion]) -> list[Suggestion]: ...
+
+
 async def gather(
-    store: Store, related: RelatedFn, context: str, now: datetime,
+    store: Store, related: RelatedFn, context: str, now: datetime, visible: Visible | None = None,
 ) -> tuple[list[Proposition], list[Observation]]:
-    """The propositions and recent observations a suggestion may draw on."""
+    """The propositions and recent observations a suggestion may draw on (`related` gives only propositions the
+    client may see; `visible` filters the observations)."""
     found: dict[int, Proposition] = {}
     searches = [(context, CONTEXT_PROPOSITIONS)] if context.strip() else []
     searches.append(("", RECENT_PROPOSITIONS))
@@ -193,6 +204,8 @@ async def gather(
                 found[prop.id] = prop
     observations = await store.aio.observations(status="processed", since=now - timedelta(hours=RECENT_HOURS),
                                                 limit=RECENT_OBSERVATIONS * 2)
+    if visible is not None:
+        observations = await visible.observations(observations)
     recent = [o for o in observations if o.content][:RECENT_OBSERVATIONS]
     return list(found.values()), recent
 
@@ -207,6 +220,7 @@ async def suggest(
     limit: int = 3,
     now: datetime | None = None,
     no_provider_reason: str | None = None,
+    visible: Visible | None = None,
 ) -> SuggestOutcome:
     """Generate, gate and store suggestions (see the module docstring). Raises `InvalidInput` for bad
     arguments or when no LLM is configured and there is something to suggest from, `LLMError` when
@@ -220,7 +234,7 @@ async def suggest(
     threshold = threshold_of(settings)
     outcome = SuggestOutcome(threshold=threshold)
 
-    props, observations = await gather(store, related, context, now)
+    props, observations = await gather(store, related, context, now, visible)
     outcome.propositions = {p.id: p for p in props}
     outcome.observations_shown = len(observations)
     if not props:
@@ -231,7 +245,8 @@ async def suggest(
         raise InvalidInput(f"suggestions need an LLM: {no_provider_reason or 'none is configured'}")
 
     blocking = await store.aio.blocking_suggestions(now=now)  # open and dismissed: not to be repeated
-    earlier = blocking[:EARLIER_SUGGESTIONS]
+    shown = blocking if visible is None else await visible.suggestions(blocking[:4 * EARLIER_SUGGESTIONS])
+    earlier = shown[:EARLIER_SUGGESTIONS]
     views = [ObservationView(id=o.id, kind=o.kind, source=o.source, at=o.observed_at,
                              content=(o.content or "")[:OBSERVATION_CHARS]) for o in observations]
     reply = await provider.complete(

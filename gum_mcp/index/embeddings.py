@@ -2,7 +2,8 @@
 
 - `Embedder`: `name` (e.g. "minilm:all-MiniLM-L6-v2"), `dim` and `embed(texts) -> (n, dim)` float32,
   L2-normalised rows. `embed` blocks (numpy or HTTP): async callers run it in a worker thread.
-- `MiniLMEmbedder`: all-MiniLM-L6-v2 run locally by `minilm.py` (the default; fully offline).
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 run locally by `minilm.py` (the default; fully offline), in int8
+  (GUM_EMBEDDING_PRECISION, the default: `int8.py` on onnxruntime) or float32 (numpy); single texts cached.
 - `OpenAIEmbedder`: the OpenAI embeddings API (or a compatible server at OPENAI_BASE_URL); only built
   when GUM_EMBEDDING=openai.
 - `make_embedder(settings)`: the configured embedder, or None and a one-line reason (callers then fall
@@ -17,8 +18,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,6 +31,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from gum_mcp.config import Settings
+from gum_mcp.index.int8 import Unsupported
 from gum_mcp.index.minilm import MiniLM
 from gum_mcp.index.models import (
     MINILM_NAME,
@@ -75,37 +79,70 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 # -- local MiniLM
 
-_minilm_cache: dict[Path, MiniLM] = {}
+_minilm_cache: dict[tuple[Path, str], MiniLM] = {}
 _minilm_lock = threading.Lock()
+log = logging.getLogger("gum_mcp.index")
+
+#: Single texts (queries) whose vectors are kept, per embedder: an agent asking again, the engine's audit
+#: and gather asking about the same draft, cost nothing the second time.
+QUERY_CACHE = 512
 
 
-def _load_minilm(model_dir: Path) -> MiniLM:
-    """One MiniLM per model directory per process (about 90 MB of weights)."""
+def _load_minilm(model_dir: Path, precision: str = "float32") -> MiniLM:
+    """One MiniLM per model directory and precision per process (about 90 MB of weights). An int8 model
+    that onnxruntime cannot run here falls back to float32, with a warning."""
     key = Path(model_dir).resolve()
     with _minilm_lock:
-        model = _minilm_cache.get(key)
+        model = _minilm_cache.get((key, precision))
         if model is None:
-            model = MiniLM(key)
-            _minilm_cache[key] = model
+            try:
+                model = MiniLM(key, precision)
+            except Unsupported as exc:
+                log.warning("int8 embeddings are unavailable (%s); using float32", exc)
+                model = _minilm_cache.get((key, "float32")) or MiniLM(key)
+                _minilm_cache[(key, "float32")] = model
+            _minilm_cache[(key, precision)] = model
         return model
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2, 384 dimensions, computed locally with numpy. Loads the weights on creation."""
+    """all-MiniLM-L6-v2, 384 dimensions, computed locally (numpy in float32, onnxruntime in int8). Loads the
+    weights on creation.
 
-    def __init__(self, model_dir: Path) -> None:
-        self.model = _load_minilm(model_dir)
+    Both precisions share one name, so one vector space: the int8 vectors are within cosine 0.99 of the float32
+    ones (tests/test_embeddings_speed.py), an index built in one is searched with the other, and changing
+    GUM_EMBEDDING_PRECISION rebuilds nothing.
+    """
+
+    def __init__(self, model_dir: Path, precision: str = "float32") -> None:
+        self.model = _load_minilm(model_dir, precision)
         self.model_dir = Path(model_dir)
         self.name = f"minilm:{MINILM_NAME}"
         self.dim = self.model.dim
+        self.precision = self.model.precision
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a list of texts, not a str")
-        return self.model.embed(texts)
+        if len(texts) != 1:
+            return self.model.embed(texts)
+        text = texts[0]
+        with self._queries_lock:
+            known = self._queries.get(text)
+            if known is not None:
+                self._queries.move_to_end(text)
+                return known[None, :].copy()
+        vector = self.model.embed([text])
+        with self._queries_lock:
+            self._queries[text] = vector[0].copy()
+            if len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
 
     def __repr__(self) -> str:
-        return f"MiniLMEmbedder({str(self.model_dir)!r})"
+        return f"MiniLMEmbedder({str(self.model_dir)!r}, {self.precision!r})"
 
 
 # -- OpenAI
@@ -191,7 +228,7 @@ def make_embedder(settings: Settings) -> tuple[Embedder | None, str | None]:
     if model_dir is None:  # removed between the two checks
         return None, f"{status.name} is not installed; run `gum-mcp models install`"
     try:
-        return MiniLMEmbedder(model_dir), None
+        return MiniLMEmbedder(model_dir, settings.embedding_precision), None
     except Exception as exc:  # a damaged file: say so rather than crash the server
         return None, (f"{status.name} cannot be loaded from {model_dir} ({type(exc).__name__}: {exc}); "
                       "delete that directory and run `gum-mcp models install`")

@@ -48,6 +48,7 @@ from gum_mcp.index.embeddings import (
 )
 from gum_mcp.store.db import ensure_private_dir
 from gum_mcp.store.index_log import COLLECTIONS, Collection, IndexItem
+from gum_mcp.store.permissions import secure_tree
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -58,6 +59,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("gum_mcp.index")
 
 COLLECTION_NAMES: dict[Collection, str] = {"propositions": "gum_propositions", "observations": "gum_observations"}
+
+
+def collection_names(namespace: str = "") -> dict[Collection, str]:
+    """The collections' names: `COLLECTION_NAMES` in a local index; on a Chroma server, which may hold the
+    indexes of several data directories, `gum_<namespace>_propositions` etc. (see `server_namespace`)."""
+    if not namespace:
+        return dict(COLLECTION_NAMES)
+    return {c: f"gum_{namespace}_{c}" for c in COLLECTIONS}
+
+
+def server_namespace(settings: Settings) -> str:
+    """The part of the collection names on a Chroma server that belongs to this data directory: the first 16
+    hex digits of its store's identity (a random id made with the database), so two data directories never
+    share a collection on one server, and a data directory finds its own wherever it is mounted."""
+    from gum_mcp.store import Store
+
+    with Store.open(settings) as store:
+        return store.store_identity()[:16]
 CURSOR_KEY = "gum_cursor"
 BUILDING = -1  # cursor of a collection whose rebuild has not finished
 EMBED_BATCH = 64  # texts per embed() call
@@ -106,7 +125,18 @@ def make_client(settings: Settings, *, create: bool = True) -> ClientAPI:
         url = urlparse(settings.chroma_url)
         ssl = url.scheme == "https"
         port = url.port or (443 if ssl else 8000)
-        return chromadb.HttpClient(host=url.hostname or "localhost", port=port, ssl=ssl, settings=chroma_settings)
+        headers = {"Authorization": f"Bearer {settings.chroma_token}"} if settings.chroma_token else None
+        return chromadb.HttpClient(host=url.hostname or "localhost", port=port, ssl=ssl, headers=headers,
+                                   settings=chroma_settings)
+    # An encrypted data dir keeps its vectors in the encrypted vectors.sqlite3, never in chroma/ (vector_store.py).
+    from gum_mcp.index.vector_store import Unavailable, sealed_client
+
+    try:
+        sealed = sealed_client(settings, create=create)
+    except Unavailable as exc:
+        raise IndexUnavailable(str(exc)) from None
+    if sealed is not None:
+        return sealed  # type: ignore[return-value]
     path = Path(settings.chroma_dir)
     if not create and not (path / "chroma.sqlite3").exists():
         raise IndexUnavailable(f"no vector index at {path} yet")
@@ -118,11 +148,16 @@ class VectorIndex:
     """Chroma collections for propositions and observations, kept in step with a Store."""
 
     def __init__(self, client: ClientAPI, embedder: Embedder, *, read_only: bool = False,
-                 location: str = "") -> None:
+                 location: str = "", namespace: str = "") -> None:
         self.client = client
         self.embedder = embedder
+        #: Collection names: `COLLECTION_NAMES`, or on a shared Chroma server `collection_names(namespace)`.
+        self.names = collection_names(namespace)
         self.read_only = read_only
         self.location = location
+        #: The local Chroma folder, if any: Chroma creates its files with the process umask, so every write
+        #: that can create one is followed by `secure_tree` (folders 0700, files 0600).
+        self.private_root: Path | None = None
         self._function = ChromaEmbeddingFunction(embedder)
         self._lock = threading.RLock()  # one catch-up / rebuild at a time
         self._collections: dict[Collection, ChromaCollection | None] = {}
@@ -134,16 +169,27 @@ class VectorIndex:
     def open(cls, settings: Settings, embedder: Embedder, *, read_only: bool = False) -> VectorIndex:
         """Open (and unless read_only, create) the index the settings name. Cheap: nothing is embedded
         here; call `catch_up` to bring it in step with the store."""
+        namespace = server_namespace(settings) if settings.chroma_url else ""
         client = make_client(settings, create=not read_only)
-        location = settings.chroma_url or str(settings.chroma_dir)
+        location = getattr(client, "location", None) or settings.chroma_url or str(settings.chroma_dir)
         try:
-            return cls(client, embedder, read_only=read_only, location=location)
+            index = cls(client, embedder, read_only=read_only, location=location, namespace=namespace)
         except BaseException:
             _close_client(client)
             raise
+        if not settings.chroma_url:
+            index.private_root = Path(settings.chroma_dir)
+            index.make_private()
+        return index
+
+    def make_private(self) -> None:
+        """Folders 0700 and files 0600 in the local Chroma folder (Chroma uses the process umask)."""
+        if self.private_root is not None and not self.read_only:
+            secure_tree(self.private_root)
 
     def close(self) -> None:
         _close_client(self.client)
+        self.make_private()
 
     def __enter__(self) -> VectorIndex:
         return self
@@ -158,7 +204,7 @@ class VectorIndex:
     def _open_collection(self, collection: Collection) -> ChromaCollection | None:
         from chromadb.errors import NotFoundError
 
-        name = COLLECTION_NAMES[collection]
+        name = self.names[collection]
         try:
             found = self.client.get_collection(name, embedding_function=self._function)
         except NotFoundError:
@@ -200,7 +246,7 @@ class VectorIndex:
         return None
 
     def _create(self, collection: Collection, *, identity: str) -> ChromaCollection:
-        name = COLLECTION_NAMES[collection]
+        name = self.names[collection]
         metadata = {**self._base_metadata(), CURSOR_KEY: BUILDING, "gum_store": identity}
         return self.client.get_or_create_collection(
             name, embedding_function=self._function, metadata=metadata,
@@ -222,7 +268,7 @@ class VectorIndex:
         if self.available(collection):
             return None
         if self._collections.get(collection) is not None:
-            return f"{COLLECTION_NAMES[collection]} is being built"
+            return f"{self.names[collection]} is being built"
         return self._problems.get(collection) or f"no {collection} collection"
 
     def cursor(self, collection: Collection) -> int:
@@ -258,6 +304,18 @@ class VectorIndex:
 
     def catch_up(self, store: Store, *, progress: Progress | None = None) -> CatchUpReport:
         """Apply everything the store did that this index lacks; rebuild collections that cannot catch up."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self._catch_up(store, progress)
+        except NotFoundError:  # a Chroma server that lost our collections (restarted without its data)
+            log.warning("the vector index's collections are gone from %s; building them again", self.location)
+            with self._lock:
+                for collection in COLLECTIONS:
+                    self._collections[collection] = self._open_collection(collection)
+            return self._catch_up(store, progress)
+
+    def _catch_up(self, store: Store, progress: Progress | None) -> CatchUpReport:
         self._writable()
         started = time.perf_counter()
         report = CatchUpReport()
@@ -281,7 +339,7 @@ class VectorIndex:
                 elif cursor > max_seq:
                     reason = f"ahead of the log ({cursor} > {max_seq})"
                 if reason is not None:
-                    log.info("rebuilding %s: %s", COLLECTION_NAMES[collection], reason)
+                    log.info("rebuilding %s: %s", self.names[collection], reason)
                     report.upserted += self._rebuild(store, collection, identity, progress)
                     report.rebuilt.append(collection)
             cursors = {c: self.cursor(c) for c in COLLECTIONS}
@@ -306,6 +364,8 @@ class VectorIndex:
                         cursors[collection] = position
             report.cursor = dict(cursors)
             report.compacted = store.compact_index_log(min(cursors.values()))
+            if report.changed or report.refreshed:
+                self.make_private()
         report.seconds = time.perf_counter() - started
         if report.changed:
             log.info("index caught up: %d embedded, %d deleted, rebuilt %s in %.1f s",
@@ -353,10 +413,11 @@ class VectorIndex:
             identity = store.store_identity()
             written = sum(self._rebuild(store, collection, identity, progress) for collection in collections)
             store.compact_index_log(min(self.cursor(c) for c in COLLECTIONS))
+            self.make_private()
         return written
 
     def _rebuild(self, store: Store, collection: Collection, identity: str, progress: Progress | None) -> int:
-        name = COLLECTION_NAMES[collection]
+        name = self.names[collection]
         if self._collections.get(collection) is not None:
             from chromadb.errors import NotFoundError
 

@@ -28,15 +28,23 @@ class InstallResult:
     entry: dict[str, Any]
     diff: str
     report: str  # what happened, for a person
+    snippet: str = ""  # the client's whole template, filled in: what to paste by hand
 
     @property
     def changed(self) -> bool:
         return self.action != "unchanged" and not self.dry_run
 
     def as_dict(self) -> dict[str, Any]:
-        return {"client": self.client, "scope": self.scope, "path": str(self.path), "action": self.action,
+        """For --json: a dry run says what it would do ("would_create", ...), never what it did."""
+        action = f"would_{WOULD[self.action]}" if self.dry_run and self.action != "unchanged" else self.action
+        return {"client": self.client, "scope": self.scope, "path": str(self.path), "action": action,
                 "dry_run": self.dry_run, "changed": self.changed,
-                "backup": None if self.backup is None else str(self.backup), "entry": self.entry}
+                "backup": None if self.backup is None else str(self.backup), "entry": self.entry,
+                "diff": self.diff, "snippet": self.snippet}
+
+
+#: The verb of each action, for what a dry run would do.
+WOULD = {"created": "create", "added": "add", "updated": "update", "unchanged": "change_nothing"}
 
 
 def run_install(client: str, *, scope: str | None, dry_run: bool, home: Path | None = None,
@@ -71,8 +79,9 @@ def run_install(client: str, *, scope: str | None, dry_run: bool, home: Path | N
     if plan.action != "unchanged" and not dry_run:
         backup = replace_with_backup(target, raw, plan.new_text.encode("utf-8"), now=now, writer=spec.title)
 
-    report = _report(spec, scope, path, target, plan.action, dry_run, backup, launcher, Path(data_dir), diff)
-    return InstallResult(client, scope, target, plan.action, dry_run, backup, entry, diff, report)
+    report = _report(spec, scope, path, target, plan.action, dry_run, backup, launcher, Path(data_dir), diff,
+                     snippet)
+    return InstallResult(client, scope, target, plan.action, dry_run, backup, entry, diff, report, snippet)
 
 
 def _decode(raw: bytes, path: Path, snippet: str) -> str:
@@ -83,7 +92,7 @@ def _decode(raw: bytes, path: Path, snippet: str) -> str:
 
 
 def _report(spec: Client, scope: str, path: Path, target: Path, action: Action, dry_run: bool,
-            backup: Path | None, launcher: list[str], data_dir: Path, diff: str) -> str:
+            backup: Path | None, launcher: list[str], data_dir: Path, diff: str, snippet: str) -> str:
     where = f"{spec.container}.{SERVER_NAME}"
     would = "would " if dry_run else ""
     what = {
@@ -105,6 +114,8 @@ def _report(spec: Client, scope: str, path: Path, target: Path, action: Action, 
         lines.append("")
         lines.extend("  " + line for line in diff.rstrip("\n").split("\n"))
         lines.append("")
+    if dry_run and action != "unchanged":  # the clean entry too, to paste by hand
+        lines.extend([f"  or add {where} by hand (the client's whole snippet):", snippet, ""])
     if dry_run:
         lines.append("  dry run: nothing was written")
     elif action != "unchanged":

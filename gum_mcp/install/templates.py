@@ -1,4 +1,5 @@
-"""Filling a client's template: the launcher command, its arguments and the data directory."""
+"""Filling a client's template: the launcher command, its arguments, the data directory and the client's
+name (GUM_CLIENT)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def render_template(client: str, *, launcher: Sequence[str], data_dir: Path) -> 
     """The client's template with the placeholders filled in: the document a person would paste."""
     if not launcher:
         raise InstallError("the launcher command is empty")
-    values = {"command": str(launcher[0]), "args": [str(a) for a in launcher[1:]], "data_dir": str(data_dir)}
+    values = {"command": str(launcher[0]), "args": [str(a) for a in launcher[1:]], "data_dir": str(data_dir),
+              "client": client}  # GUM_CLIENT: the name the access log knows this client by
     return fill(load_template(client), values)
 
 

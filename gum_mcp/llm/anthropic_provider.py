@@ -1,8 +1,9 @@
 """Anthropic Messages API, and Anthropic-compatible servers through `ANTHROPIC_BASE_URL`.
 
 Structured output is a forced tool call: one tool whose `input_schema` is the reply schema and
-`tool_choice={"type": "tool", "name": ...}`; the tool's input is the reply. Images are base64
-`image` blocks placed before the text of the last user message.
+`tool_choice={"type": "tool", "name": ...}`; the tool's input is the reply. `max_tokens` is the
+caller's bound for the step. Images are base64 `image` blocks placed before the text of the last
+user message.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 DEFAULT_VISION_MODEL = "claude-sonnet-4-6"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 PLACEHOLDER_KEY = "not-needed"
-MAX_OUTPUT_TOKENS = 8192
 
 
-def tool_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    """The reply schema as a tool `input_schema` (an object schema, refs inlined where possible)."""
-    result = inline_refs(copy.deepcopy(schema.model_json_schema()))
+def tool_schema(schema: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+    """The reply schema (a model, or its JSON schema) as a tool `input_schema` (an object schema, refs
+    inlined where possible)."""
+    source = schema if isinstance(schema, dict) else schema.model_json_schema()
+    result = inline_refs(copy.deepcopy(source))
     result.setdefault("type", "object")
     return result
 
@@ -82,19 +84,19 @@ class AnthropicProvider(LLMProvider):
             max_retries=0,  # our own retry loop sees and accounts every attempt
             open_telemetry=False,  # never put prompts into spans
         )
-        self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
 
     async def aclose(self) -> None:
         await self._client.close()
 
-    def _tool(self, schema: type[BaseModel]) -> dict[str, Any]:
-        if schema not in self._schemas:
-            self._schemas[schema] = tool_schema(schema)
+    def method(self, model: str) -> str | None:
+        return "tool"
+
+    def _tool(self, schema: type[BaseModel], json_schema: dict[str, Any]) -> dict[str, Any]:
         description = (schema.__doc__ or "").strip() or f"Give the reply ({schema.__name__}) as this tool's input."
         return {
             "name": tool_name(schema),
             "description": description[:1000],
-            "input_schema": self._schemas[schema],
+            "input_schema": tool_schema(json_schema),
         }
 
     async def _attempt(
@@ -105,15 +107,17 @@ class AnthropicProvider(LLMProvider):
         system: str,
         messages: list[dict[str, str]],
         images: Sequence[bytes],
+        max_tokens: int,
+        json_schema: dict[str, Any],
     ) -> RawReply:
         name = tool_name(schema)
         extra: dict[str, Any] = {"system": system} if system else {}
         try:
             message = await self._client.messages.create(
                 model=model,
-                max_tokens=MAX_OUTPUT_TOKENS,
+                max_tokens=max_tokens,
                 messages=build_messages(messages, images),  # type: ignore[arg-type]
-                tools=[self._tool(schema)],  # type: ignore[list-item]
+                tools=[self._tool(schema, json_schema)],  # type: ignore[list-item]
                 tool_choice={"type": "tool", "name": name},
                 timeout=self.settings.llm_timeout,
                 **extra,
@@ -144,5 +148,6 @@ class AnthropicProvider(LLMProvider):
             if not reply.text.strip():
                 reply.problem = f"the reply did not call the {name} tool"
         if message.stop_reason == "max_tokens":
-            reply.problem = "the reply was cut off at the output token limit; reply more briefly"
+            reply.truncated = True
+            reply.problem = f"the reply was cut off at the output token limit ({max_tokens} tokens)"
         return reply

@@ -27,11 +27,13 @@ class LLMUnavailable(LLMError):
     """The provider could not be reached or refused the request (retries exhausted, or not retryable)."""
 
     def __init__(
-        self, message: str, *, detail: str | None = None, status: int | None = None, retryable: bool = True
+        self, message: str, *, detail: str | None = None, status: int | None = None, retryable: bool = True,
+        kind: str = "error",
     ) -> None:
         super().__init__(message, detail=detail)
         self.status = status
         self.retryable = retryable
+        self.kind = kind  # "timeout", "connection", "http" or "error", as the last attempt failed
 
 
 class LLMInvalidReply(LLMError):
@@ -62,6 +64,8 @@ class TransportFailure(Exception):
     status: int | None = None
     retry_after: float | None = None  # seconds the server asked us to wait
     headers: Mapping[str, str] = field(default_factory=dict)
+    body: str = ""  # the error body as text (to recognise a refused request shape); never logged
+    fallback: bool = False  # the provider asks again at once with another request shape (not a retry)
 
 
 def short(text: str) -> str:

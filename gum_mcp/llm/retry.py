@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -80,23 +81,64 @@ def sdk_failure(exc: Exception, sdk: Any, timeout: float) -> TransportFailure:
         return TransportFailure(
             f"HTTP {exc.status_code}: {short(_status_message(exc))}",
             retryable=is_retryable_status(exc.status_code),
+            kind="http",
             status=exc.status_code,
             retry_after=parse_retry_after(headers),
             headers=headers,
+            body=_body_text(exc),
         )
     return TransportFailure(f"{type(exc).__name__}: {short(str(exc))}", retryable=False)
 
 
 def _status_message(exc: Any) -> str:
-    """The provider's own error message from an API status error's body."""
+    """The provider's own error message from an API status error's body. A validation error in the FastAPI
+    form (`{"detail": [{"loc": [...], "msg": ...}]}`, llama-cpp-python and others) is told by where and
+    what, never by its `input`, which may quote the prompt."""
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error", body)
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
+            return _INPUT.sub(r"\1…", str(error["message"]))
         if isinstance(error, str):
             return error
-    return exc.message if isinstance(exc.message, str) else json.dumps(body)
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list) and detail:
+            return "; ".join(_detail_line(item) for item in detail[:5])
+    message = exc.message if isinstance(exc.message, str) else json.dumps(body)
+    return message if "'input'" not in message and '"input"' not in message else f"HTTP {exc.status_code}"
+
+
+#: The `input` of a validation error quoted in a message (llama-cpp-python's 500s): it may be the prompt.
+_INPUT = re.compile(r"""(['"]input['"]:\s*)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\{[^}]*\}|[^,}]*)""")
+
+
+def _detail_line(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)[:200]
+    where = ".".join(str(part) for part in item.get("loc") or ())
+    return f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", ""))
+
+
+def _body_text(exc: Any) -> str:
+    body = exc.body
+    try:
+        return body if isinstance(body, str) else json.dumps(body)
+    except (TypeError, ValueError):
+        return str(body)
+
+
+#: What names a refused request shape in an HTTP 500 (some servers answer a request they cannot parse so).
+_SHAPE_WORDS = re.compile(r"response_format|json_schema|json_object|\btools?\b|tool_choice", re.IGNORECASE)
+
+
+def is_refusal(failure: TransportFailure) -> bool:
+    """Whether the server refused the request's shape (its structured-output method) rather than failing:
+    HTTP 400 or 422, or a 500 whose body names response_format, json_schema, json_object or tools."""
+    if failure.status in (400, 422):
+        return True
+    return failure.status == 500 and bool(_SHAPE_WORDS.search(f"{failure.message} {failure.body}"))
 
 
 def failure_kind(failure: TransportFailure) -> str:

@@ -1,8 +1,9 @@
 """The reply schema: its name and JSON schema for the APIs, validating a reply against it, and the
-repair request sent once when a reply does not validate."""
+repair request sent once when a reply does not validate (quoting a bounded excerpt of the reply)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any, TypeVar
@@ -10,6 +11,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
+
+#: How much of an invalid reply a repair request quotes back to the model (a reply can be megabytes).
+REPAIR_EXCERPT_CHARS = 4000
 
 
 def tool_name(schema: type[BaseModel]) -> str:
@@ -59,10 +63,31 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def reply_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent for `schema` when the caller gives none: pydantic's, refs inlined."""
+    return inline_refs(copy.deepcopy(schema.model_json_schema()))
+
+
+_FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", flags=re.DOTALL)
+
+
 def strip_fence(text: str) -> str:
-    """Accept a reply wrapped in a ```json fence (some local models add one)."""
-    match = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, flags=re.DOTALL)
+    """Accept a reply wrapped in a ```json fence (some local models add one), also with a line of prose
+    before or after it; a reply that starts as JSON is left alone."""
+    text = text.strip()
+    if text.startswith(("{", "[")):
+        return text
+    found = _FENCE.findall(text)
+    if len(found) == 1:
+        return found[0].strip()
+    match = re.fullmatch(r"```(?:json)?\s*(.*?)\s*(?:```)?", text, flags=re.DOTALL)  # a fence left open
     return match.group(1) if match else text
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value of a reply, leniently where it is safe: a fence around it, raw control characters
+    (a newline, a tab) inside strings. Raises `json.JSONDecodeError`."""
+    return json.loads(strip_fence(text), strict=False)
 
 
 def validation_lines(exc: ValidationError) -> str:
@@ -71,6 +96,13 @@ def validation_lines(exc: ValidationError) -> str:
         where = ".".join(str(part) for part in error["loc"]) or "(root)"
         lines.append(f"- {where}: {error['msg']}")
     return "\n".join(lines)
+
+
+def excerpt(text: str, limit: int = REPAIR_EXCERPT_CHARS) -> str:
+    """`text`, or its first `limit` characters and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[... {len(text) - limit:,} more characters of this reply not shown]"
 
 
 def repair_prompt(problem: str) -> str:
@@ -84,14 +116,14 @@ def repair_prompt(problem: str) -> str:
 
 def validate_reply(schema: type[T], data: Any, text: str | None) -> tuple[T | None, str | None]:
     """The reply as an instance of `schema`, or None and why not (for the repair request). `data` is the
-    provider's structured value when it returned one; otherwise `text` must be JSON (a ```json fence is
-    accepted)."""
+    provider's structured value when it returned one; otherwise `text` must be JSON (`parse_json`: a fence
+    and raw control characters inside strings are accepted)."""
     if data is None:
         text = (text or "").strip()
         if not text:
             return None, "the reply was empty; it must be a JSON object"
         try:
-            data = json.loads(strip_fence(text))
+            data = parse_json(text)
         except json.JSONDecodeError as exc:
             return (
                 None,

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gum_mcp.config import Settings
-from gum_mcp.domain import NewObservation
+from gum_mcp.domain import NewObservation, local_time
 from gum_mcp.observers.base import Observer
 from gum_mcp.observers.clock import Clock, SystemClock
 from gum_mcp.observers.frames import write_private
 from gum_mcp.store.db import ensure_private_dir
+from gum_mcp.store.keys import FileSealer, file_sealer
 
 if TYPE_CHECKING:
     from gum_mcp.store import Store
@@ -128,10 +129,12 @@ def _cache_key(path: str) -> str:
 
 
 class FileCache:
-    """Previous versions of text files, 0600 under files_cache_dir, named by a hash of the path."""
+    """Previous versions of text files, 0600 under files_cache_dir, named by a hash of the path (and
+    sealed with AES-256-GCM when the data dir is encrypted)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sealer: FileSealer | None = None) -> None:
         self.directory = directory
+        self.sealer = sealer
 
     def _path(self, path: str) -> Path:
         return self.directory / _cache_key(path)
@@ -141,13 +144,14 @@ class FileCache:
 
     def get(self, path: str) -> bytes | None:
         try:
-            return self._path(path).read_bytes()
-        except FileNotFoundError:
+            data = self._path(path).read_bytes()
+            return self.sealer.open(data) if self.sealer is not None else data
+        except (FileNotFoundError, ValueError):  # ValueError: sealed with a key that is gone
             return None
 
     def put(self, path: str, data: bytes) -> None:
         ensure_private_dir(self.directory)
-        write_private(self._path(path), data, sync=False)
+        write_private(self._path(path), self.sealer.seal(data) if self.sealer is not None else data, sync=False)
 
     def move(self, src: str, dest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -252,7 +256,7 @@ class FileObserver(Observer):
         super().__init__(settings, store, clock=clock)
         self.window = window if window is not None else settings.files_window
         self.observer_factory = observer_factory
-        self.cache = FileCache(settings.files_cache_dir)
+        self.cache = FileCache(settings.files_cache_dir, file_sealer(settings))
         self.roots = self._roots(settings.watch_dirs)
         self.data_dir = str(settings.data_dir.resolve())
         self._events: queue.Queue[tuple[float, datetime, Any]] = queue.Queue()
@@ -561,13 +565,15 @@ class FileObserver(Observer):
 
     @staticmethod
     def _when(activity: Activity) -> str:
+        """When, in local time with its zone (e.g. `between 14:05 and 14:20 CET`): the engine reads UTC."""
         first = activity.first_at.astimezone()
         last = activity.last_at.astimezone()
+        zone = last.tzname() or last.strftime("%z")
         if first.strftime("%Y%m%d%H%M") == last.strftime("%Y%m%d%H%M"):
-            return f"at {first:%H:%M}"
+            return f"at {first:%H:%M} {zone}"
         if first.date() == last.date():
-            return f"between {first:%H:%M} and {last:%H:%M}"
-        return f"between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M}"
+            return f"between {first:%H:%M} and {last:%H:%M} {zone}"
+        return f"between {local_time(first, '%Y-%m-%d %H:%M')} and {local_time(last, '%Y-%m-%d %H:%M')}"
 
     def _summarise(self, activity: Activity) -> NewObservation | None:
         path = activity.path

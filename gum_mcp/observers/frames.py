@@ -1,6 +1,7 @@
 """Screen frames on disk: pending until transcribed, kept only with GUM_KEEP_SCREENSHOTS.
 
-Layout under `settings.screens_dir` (directories 0700, files 0600):
+Layout under `settings.screens_dir` (directories 0700, files 0600; when the data dir is encrypted,
+every file, image and sidecar, is sealed with AES-256-GCM: store/keys.py, store/crypto.py):
 
     pending/<stamp>.<n>.<ext>     the downscaled image of monitor n (PNG or JPEG)
     pending/<stamp>.json          the sidecar: captured_at, app, title (redacted), monitors, attempts
@@ -37,6 +38,7 @@ from typing import Any
 from gum_mcp.config import Settings
 from gum_mcp.domain import ForgetReport, to_ts
 from gum_mcp.store.db import FILE_MODE, ensure_private_dir
+from gum_mcp.store.keys import FileSealer, file_sealer
 
 log = logging.getLogger("gum_mcp.observers")
 
@@ -60,6 +62,10 @@ class Frame:
     attempts: int = 0
     last_error: str | None = None
     observation_id: int | None = None
+    # what the screen observer read locally (mode, redacted OCR text, masked regions); None: an image only
+    analysis: dict[str, Any] | None = None
+    # seals and opens the files (AES-GCM when the data dir is encrypted; store/keys.py)
+    sealer: FileSealer | None = field(default=None, repr=False, compare=False)
 
     @property
     def sidecar(self) -> Path:
@@ -73,7 +79,8 @@ class Frame:
         return [self.directory / name for name in self.images]
 
     def read_images(self) -> list[bytes]:
-        return [path.read_bytes() for path in self.image_paths()]
+        opened = self.sealer.open if self.sealer is not None else bytes
+        return [opened(path.read_bytes()) for path in self.image_paths()]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +94,7 @@ class Frame:
             "attempts": self.attempts,
             "last_error": self.last_error,
             "observation_id": self.observation_id,
+            "analysis": self.analysis,
         }
 
     @classmethod
@@ -106,6 +114,7 @@ class Frame:
             attempts=int(data.get("attempts") or 0),
             last_error=data.get("last_error"),
             observation_id=data.get("observation_id"),
+            analysis=data.get("analysis"),
         )
 
 
@@ -143,6 +152,7 @@ def _unlink(path: Path) -> bool:
 class FrameStore:
     def __init__(self, settings: Settings) -> None:
         self.root = settings.screens_dir
+        self.sealer = file_sealer(settings)
         self.pending_dir = self.root / "pending"
         self.kept_dir = self.root / "kept"
 
@@ -162,22 +172,24 @@ class FrameStore:
         title: str | None,
         window_source: str,
         monitors: list[dict[str, Any]],
+        analysis: dict[str, Any] | None = None,
     ) -> Frame:
         self.ensure()
         stamp = f"{captured_at.astimezone(UTC).strftime(STAMP_FORMAT)}-{os.urandom(3).hex()}"
         names = [f"{stamp}.{n}.{ext}" for n in range(len(images))]
         for name, data in zip(names, images, strict=True):
-            write_private(self.pending_dir / name, data)
+            write_private(self.pending_dir / name, self.sealer.seal(data))
         frame = Frame(stamp=stamp, directory=self.pending_dir, captured_at=captured_at, images=names, app=app,
-                      title=title, window_source=window_source, monitors=monitors)
-        write_private(frame.sidecar, json.dumps(frame.to_json()).encode())
+                      title=title, window_source=window_source, monitors=monitors, analysis=analysis)
+        frame.sealer = self.sealer
+        write_private(frame.sidecar, self.sealer.seal(json.dumps(frame.to_json()).encode()))
         return frame
 
     def update(self, frame: Frame) -> bool:
         """Rewrite a pending frame's sidecar (attempts, last error). False if it was forgotten."""
         if not frame.sidecar.exists():
             return False
-        write_private(frame.sidecar, json.dumps(frame.to_json()).encode(), sync=False)
+        write_private(frame.sidecar, self.sealer.seal(json.dumps(frame.to_json()).encode()), sync=False)
         return True
 
     def commit(self, frame: Frame) -> bool:
@@ -206,7 +218,7 @@ class FrameStore:
                     pass
             frame.images = kept
             write_private(self.kept_dir / f"{frame.stamp}.obs{observation_id}.json",
-                          json.dumps(frame.to_json()).encode(), sync=False)
+                          self.sealer.seal(json.dumps(frame.to_json()).encode()), sync=False)
         else:
             for path in frame.image_paths():
                 _unlink(path)
@@ -230,6 +242,19 @@ class FrameStore:
                 frames.append(frame)
         return frames
 
+    def drop_oldest(self, *, keep: int) -> int:
+        """Delete the oldest pending frames until at most `keep` wait (a frame being committed is left
+        alone). Returns how many were deleted."""
+        try:
+            names = os.listdir(self.pending_dir)
+        except FileNotFoundError:
+            return 0
+        stamps = sorted(name[: -len(".json")] for name in names if name.endswith(".json") and name[0] != ".")
+        doomed = stamps[: max(0, len(stamps) - keep)]
+        for stamp in doomed:
+            self._delete_stamp(self.pending_dir, stamp)
+        return len(doomed)
+
     def pending_count(self) -> int:
         try:
             return sum(1 for name in os.listdir(self.pending_dir) if name.endswith(".json") and name[0] != ".")
@@ -238,8 +263,10 @@ class FrameStore:
 
     def _load(self, path: Path, stamp: str) -> Frame | None:
         try:
-            data = json.loads(path.read_bytes())
-            return Frame.from_json(stamp, path.parent, data)
+            data = json.loads(self.sealer.open(path.read_bytes()))
+            frame = Frame.from_json(stamp, path.parent, data)
+            frame.sealer = self.sealer
+            return frame
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
@@ -323,6 +350,33 @@ class FrameStore:
                     if match:
                         removed.add(match.group(0))
         return len(removed)
+
+    def forget_app(self, app: str, until: datetime | None = None) -> int:
+        """Delete frames (pending and kept) whose focused application is `app` (case-insensitive),
+        captured before `until`. Returns how many frames."""
+        wanted = app.casefold()
+        high = to_ts(until) if until is not None else float("inf")
+        removed = 0
+        for directory in (self.pending_dir, self.kept_dir):
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                match = _STAMP.match(name)
+                if match is None or not name.endswith((".json", ".committing")):
+                    continue
+                when = stamp_time(name)
+                if when is None or when.timestamp() >= high:
+                    continue
+                try:
+                    data = json.loads(self.sealer.open((directory / name).read_bytes()))
+                except (OSError, ValueError):
+                    continue
+                if isinstance(data, dict) and str(data.get("app") or "").casefold() == wanted:
+                    self._delete_stamp(directory, match.group(0))
+                    removed += 1
+        return removed
 
     def forget_observations(self, observation_ids: Iterable[int]) -> int:
         """Delete kept frames whose observation is among `observation_ids`."""

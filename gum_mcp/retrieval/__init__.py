@@ -1,4 +1,5 @@
-"""Hybrid retrieval: FTS5 BM25 + Chroma vectors, score-aware fusion, decay half-life, confidence, MMR.
+"""Hybrid retrieval: FTS5 BM25 + Chroma vectors, per-query calibrated fusion, decay half-life, confidence,
+near-duplicates last; an LLM rerank of a wider pool for callers that can wait (`deep`).
 
 search(store, index, query, k, since, until, min_confidence, over) -> list[Hit]
 
@@ -9,18 +10,23 @@ search(store, index, query, k, since, until, min_confidence, over) -> list[Hit]
    embedding; vector candidates outside the BM25 top-n count as bm25 0. Filters are exact (SQLite, on
    live values); the vector side is restricted to the allowed ids when the filter is selective, else
    over-fetched and post-filtered.
-2. Relevance in [0, 1] (score-aware fusion, `fusion.fuse`); both signals on absolute scales:
-       v = clip((cosine - SIM_FLOOR) / (SIM_CEIL - SIM_FLOOR), 0, 1)
-           SIM_FLOOR 0.1 is about the median cosine of a query and an unrelated proposition (MiniLM),
-           SIM_CEIL 0.6 about the upper quartile for a relevant one (measured on the labelled set);
+2. Relevance in [0, 1] (`fusion.fuse`), each signal calibrated for this query from the query and the score
+   distributions, nothing fitted to a labelled set:
+       v = clip(z / (2 e_N), 0, 1)
+           z: the cosine against the query's null distribution (its mean and spread over a reference sample of
+           the collection's stored embeddings, `calibration`), e_N = sqrt(2 ln N): about the z the luckiest of
+           N unrelated items reaches. 0 = a typical unrelated item, 1/2 = the best chance alone gives;
        b = min(1, bm25 / ideal),  ideal = (number of query words) * ln((N - 0.5) / 1.5)
            the share of the score a document matching every query word, each as rare as a word can be
-           in N documents, would get: one common word of a long question is weak, the one rare name
-           asked for is strong;
-       relevance = (max(v, b) + AGREEMENT * min(v, b)) / (1 + AGREEMENT)
-   A signal that found nothing useful contributes ~0 and cannot drag the other down, whereas plain
+           in N documents, would get: one common word of a long question or task is weak, the one rare
+           name asked for is strong;
+       lexical   = b * max(b, v)
+           a keyword match counts fully when it is the whole query or the meaning agrees, as b^2 when
+           neither (an incidental word of a task in an unrelated proposition);
+       relevance = 1 - (1 - v) * (1 - lexical)   (independent evidence: either carries an item, both raise it)
+   A signal that found nothing useful contributes 0 and cannot drag the other down, whereas plain
    reciprocal rank fusion gives the top of a junk list as much weight as the top of a good one and
-   measures worse than its better half (bench/retrieval_quality.py); when both agree, the item rises.
+   measures worse than its better half (bench/retrieval_quality.py).
 3. Weights (multiplied in; age counted from last_supported_at, observations from observed_at):
        half_life_days(decay) = HALF_LIFE_BASE_DAYS * 2 ** (decay - 1)
            decay 1 -> 1 day (a passing state: "is tired today"), 4 -> 8 days (this week's task),
@@ -31,77 +37,80 @@ search(store, index, query, k, since, until, min_confidence, over) -> list[Hit]
        score      = relevance * recency * confidence
    The floors keep an old but exactly relevant proposition findable. Observations count as decay
    OBSERVATION_DECAY and confidence OBSERVATION_CONFIDENCE (raw evidence, not yet a belief).
-4. MMR over the best candidates with the stored embeddings: pick argmax of
-   MMR_LAMBDA * score / best_score - (1 - MMR_LAMBDA) * max cosine to what is already picked;
-   a near-duplicate (cosine >= DUPLICATE_SIMILARITY to a pick: a paraphrase of the same fact) comes
-   only after every distinct candidate. Skipped without embeddings.
+4. Diversity that never costs relevance (`diversity.distinct_first`): hits in score order, except that a
+   genuine near-duplicate of a hit already chosen (same words in the same order and cosine >=
+   DUPLICATE_SIMILARITY: a restatement of the same fact) comes only after every distinct candidate.
+   Similar but distinct facts keep their places. Skipped without embeddings.
 5. Empty query (no words): the current propositions with the highest recency x confidence
    (exact, in SQL), diversified the same way; observations: the most recent.
 
-Without an embedder or index, retrieval is BM25 only (a warning is logged once; `Retriever.status()`
-says why). Everything here blocks; `Retriever` has async wrappers that run it in worker threads.
+`deep.rerank` (query_user's depth="deep"): the fast ranking's wider pool reordered by the configured LLM in one
+bounded, accounted call; on any provider error the fast ranking, with a note.
 
-Modules: `hits` (Hit, Candidate), `weights` (recency / confidence weights, every tuning constant),
-`candidates` (BM25 / vector candidates, read from SQLite), `fusion` (relevance), `diversity` (MMR),
-`hybrid` (search, Retriever), `query` (run_query, for `gum-mcp query`).
+Without an embedder or index, retrieval is BM25 only (a warning is logged once; `Retriever.status()`
+says why). Everything here blocks but `deep`; `Retriever` has async wrappers that run it in worker threads.
+
+Modules: `hits` (Hit, Candidate), `weights` (recency / confidence weights, every constant), `candidates`
+(BM25 / vector candidates, read from SQLite), `calibration` (the null distribution of a query's cosines),
+`fusion` (relevance), `diversity` (near-duplicates last), `hybrid` (search, Retriever), `deep` (LLM rerank),
+`query` (run_query, for `gum-mcp query`), `dedup` (the engine's gather step).
 """
 
 from __future__ import annotations
 
 from gum_mcp.domain import HALF_LIFE_BASE_DAYS, half_life_days
-from gum_mcp.retrieval.diversity import mmr
+from gum_mcp.retrieval.calibration import Null
+from gum_mcp.retrieval.diversity import distinct_first, near_duplicates
 from gum_mcp.retrieval.fusion import bm25_relevance, vector_relevance
 from gum_mcp.retrieval.hits import Hit, Kind, Method, Over
 from gum_mcp.retrieval.hybrid import Retriever, search
 from gum_mcp.retrieval.query import run_query
 from gum_mcp.retrieval.weights import (
-    AGREEMENT,
     CANDIDATES_PER_HIT,
     CONFIDENCE_FLOOR,
+    DIVERSITY_POOL_PER_HIT,
     DUPLICATE_SIMILARITY,
     IDS_FILTER_MAX,
     MAX_K,
     MAX_OVERFETCH,
     MIN_CANDIDATES,
-    MMR_LAMBDA,
-    MMR_POOL_PER_HIT,
+    NULL_MIN,
+    NULL_SAMPLE,
     OBSERVATION_CONFIDENCE,
     OBSERVATION_DECAY,
     RECENCY_FLOOR,
     RRF_K,
-    SIM_CEIL,
-    SIM_FLOOR,
     confidence_weight,
     recency_weight,
 )
 
 __all__ = [
-    "AGREEMENT",
     "CANDIDATES_PER_HIT",
     "CONFIDENCE_FLOOR",
+    "DIVERSITY_POOL_PER_HIT",
     "DUPLICATE_SIMILARITY",
     "HALF_LIFE_BASE_DAYS",
     "IDS_FILTER_MAX",
     "MAX_K",
     "MAX_OVERFETCH",
     "MIN_CANDIDATES",
-    "MMR_LAMBDA",
-    "MMR_POOL_PER_HIT",
+    "NULL_MIN",
+    "NULL_SAMPLE",
     "OBSERVATION_CONFIDENCE",
     "OBSERVATION_DECAY",
     "RECENCY_FLOOR",
     "RRF_K",
-    "SIM_CEIL",
-    "SIM_FLOOR",
     "Hit",
     "Kind",
     "Method",
+    "Null",
     "Over",
     "Retriever",
     "bm25_relevance",
     "confidence_weight",
+    "distinct_first",
     "half_life_days",
-    "mmr",
+    "near_duplicates",
     "recency_weight",
     "run_query",
     "search",

@@ -1,8 +1,19 @@
 """Relevance in [0, 1] from the BM25 and vector signals (score-aware fusion, `fuse`).
 
-    v = clip((cosine - SIM_FLOOR) / (SIM_CEIL - SIM_FLOOR), 0, 1)
-    b = min(1, bm25 / ideal),  ideal = (number of query words) * ln((N - 0.5) / 1.5)
-    relevance = (max(v, b) + AGREEMENT * min(v, b)) / (1 + AGREEMENT)
+    v = clip(z / (2 e_N), 0, 1)      z: the cosine against this query's null distribution (`calibration`)
+    b = min(1, bm25 / ideal),        ideal = (number of query words) * ln((N - 0.5) / 1.5)
+    lexical = b * max(b, v)
+    relevance = 1 - (1 - v) * (1 - lexical)
+
+Both signals are calibrated per query, from the query and the score distributions, with no constant fitted to
+a labelled set: v says how far the cosine stands above what unrelated items score for this query; b is the
+share of the best score a document could get for this query (every query word, each as rare as a word can be
+in N documents), so matching one common word of a long question or task is weak evidence and matching the one
+rare name asked for is strong. A keyword match counts by how believable it is: fully when it is the whole
+query (b near 1: the name or id asked for) or when the meaning agrees (v), and as b squared when neither (an
+incidental word of a task, "Friday" in "suggest a restaurant for Friday", in an unrelated proposition). The
+two then combine as independent evidence (noisy-OR): either alone can carry an item, a signal that found
+nothing contributes 0 and cannot drag the other down, and agreement raises it.
 
 "bm25", "vector" and "rrf" (plain reciprocal rank fusion, kept for comparison) are the other methods.
 """
@@ -12,18 +23,18 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from gum_mcp.retrieval.calibration import Null, raw_relevance
 from gum_mcp.retrieval.hits import Candidate, Method
-from gum_mcp.retrieval.weights import AGREEMENT, RRF_K, SIM_CEIL, SIM_FLOOR
+from gum_mcp.retrieval.weights import RRF_K
 from gum_mcp.store.search import query_terms
 
 if TYPE_CHECKING:
     from gum_mcp.store import Store
 
 
-def vector_relevance(similarity: float | None) -> float:
-    if similarity is None:
-        return 0.0
-    return min(1.0, max(0.0, (similarity - SIM_FLOOR) / (SIM_CEIL - SIM_FLOOR)))
+def vector_relevance(similarity: float | None, null: Null | None = None) -> float:
+    """v in 0..1: against the query's null distribution when there is one, else the cosine itself."""
+    return null.relevance(similarity) if null is not None else raw_relevance(similarity)
 
 
 def ideal_bm25(store: Store, collection: str, text: str) -> float:
@@ -40,10 +51,12 @@ def bm25_relevance(score: float, ideal: float) -> float:
     return min(1.0, score / ideal) if score > 0 else 0.0
 
 
-def fuse(cands: list[Candidate], method: Method, ideal: float = 1.0) -> None:
-    """Set each candidate's relevance (0..1) from its signals."""
+def fuse(cands: list[Candidate], method: Method, ideal: float = 1.0, null: Null | None = None) -> None:
+    """Set each candidate's relevance (0..1) from its signals, and its vector relevance (`vector_score`)."""
     if not cands:
         return
+    for c in cands:
+        c.vector_score = vector_relevance(c.similarity, null)
     if method == "bm25":
         best = max(c.bm25 for c in cands) or 1.0
         for c in cands:
@@ -62,6 +75,6 @@ def fuse(cands: list[Candidate], method: Method, ideal: float = 1.0) -> None:
             c.relevance = scores[id(c)] / best
     else:
         for c in cands:
-            v = vector_relevance(c.similarity)
+            v = c.vector_score
             b = bm25_relevance(c.bm25, ideal)
-            c.relevance = (max(v, b) + AGREEMENT * min(v, b)) / (1.0 + AGREEMENT)
+            c.relevance = 1.0 - (1.0 - v) * (1.0 - b * max(b, v))

@@ -23,7 +23,7 @@ class Hit:
 
     kind: Kind
     id: int
-    score: float  # relevance x recency x confidence (hits come in MMR order, so not always descending)
+    score: float  # relevance x recency x confidence (a near-duplicate comes after distinct hits)
     relevance: float  # 0..1, from the signals
     recency: float  # weight, RECENCY_FLOOR..1
     confidence: float  # weight, CONFIDENCE_FLOOR..1
@@ -85,6 +85,7 @@ class Candidate:
     vector_rank: int | None = None
     embedding: np.ndarray | None = None
     item: Proposition | Observation | None = None
+    vector_score: float = 0.0  # v, the calibrated vector relevance (0..1)
     relevance: float = 0.0
     recency: float = 1.0
     confidence: float = 1.0

@@ -1,4 +1,4 @@
-"""The search itself (`search`): candidates, fusion, weights and MMR put together; `Retriever` wraps it.
+"""The search itself (`search`): candidates, fusion, weights and diversity put together; `Retriever` wraps it.
 
 Without an embedder or index, retrieval is BM25 only (a warning is logged once; `Retriever.status()`
 says why). Everything here blocks; `Retriever` has async wrappers that run it in worker threads.
@@ -18,11 +18,12 @@ import anyio.to_thread
 import numpy as np
 
 from gum_mcp.domain import InvalidInput, Observation, Proposition, utcnow
+from gum_mcp.retrieval.calibration import null_for
 from gum_mcp.retrieval.candidates import gather, recent, text_search, vector_search
-from gum_mcp.retrieval.diversity import fill_embeddings, mmr
-from gum_mcp.retrieval.fusion import fuse, ideal_bm25, vector_relevance
+from gum_mcp.retrieval.diversity import distinct_first, fill_embeddings
+from gum_mcp.retrieval.fusion import fuse, ideal_bm25
 from gum_mcp.retrieval.hits import Candidate, Hit, Method, Over
-from gum_mcp.retrieval.weights import CANDIDATES_PER_HIT, MAX_K, MIN_CANDIDATES, MMR_POOL_PER_HIT, weigh
+from gum_mcp.retrieval.weights import CANDIDATES_PER_HIT, DIVERSITY_POOL_PER_HIT, MAX_K, MIN_CANDIDATES, weigh
 from gum_mcp.store.search import query_terms
 
 if TYPE_CHECKING:
@@ -67,12 +68,15 @@ def search(
     diversify: bool = True,
     now: datetime | None = None,
     query_vector: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> list[Hit]:
     """The k best hits for `query` (see `gum_mcp.retrieval`). Blocking.
 
     `method` picks the signals: "hybrid" (default), "bm25", "vector", or "rrf" (plain reciprocal rank
     fusion, kept for comparison). With `index` None, every method but "vector" falls back to BM25.
     `query_vector`: the query's embedding when the caller has it already (e.g. embedded in a batch).
+    `notes`: a list to which a line is appended when the answer is weaker than asked (the vector side
+    failed, e.g. a Chroma server down: the search answers with BM25 only and never fails for it).
     """
     _check_arguments(k, over, method, min_confidence, since, until)
     now = now or utcnow()
@@ -92,16 +96,16 @@ def search(
             cand.relevance = 1.0
     else:
         candidates, usable = _query_candidates(store, index, collections, usable, text, n, since, until,
-                                               min_confidence, method, query_vector, now)
+                                               min_confidence, method, query_vector, now, notes)
     candidates = [c for c in candidates if c.relevance > 0]
     candidates.sort(key=lambda c: (-c.score, c.kind, -c.id))
-    pool = candidates[: max(k * MMR_POOL_PER_HIT, 20)]
+    pool = candidates[: max(k * DIVERSITY_POOL_PER_HIT, 20)]
     if diversify and index is not None and usable:
         try:
             fill_embeddings(index, pool, usable)
         except Exception as exc:  # diversity is a nicety: never fail a search for it
-            log.warning("could not read embeddings for MMR (%s: %s)", type(exc).__name__, exc)
-        chosen = mmr(pool, k)
+            log.warning("could not read embeddings for diversity (%s: %s)", type(exc).__name__, exc)
+        chosen = distinct_first(pool, k)
     else:
         chosen = pool[:k]
     return [_hit(c) for c in chosen]
@@ -125,7 +129,7 @@ def _check_arguments(
 def _query_candidates(
     store: Store, index: VectorIndex | None, collections: Sequence[str], usable: list[str], text: str, n: int,
     since: datetime | None, until: datetime | None, min_confidence: int | None, method: Method,
-    query_vector: np.ndarray | None, now: datetime,
+    query_vector: np.ndarray | None, now: datetime, notes: list[str] | None = None,
 ) -> tuple[list[Candidate], list[str]]:
     """The fused and weighed candidates for a query with words, and the collections searched with vectors
     (none when vector search failed)."""
@@ -137,7 +141,7 @@ def _query_candidates(
             job = functools.partial(text_search, store, collection, text, n, since, until, min_confidence)
             bm25_jobs[collection] = _executor().submit(job) if parallel else job
     vector, vector_hits, usable = _vector_side(store, index, usable, text, n, since, until, min_confidence,
-                                               method, query_vector)
+                                               method, query_vector, notes)
     candidates: list[Candidate] = []
     for collection in collections:
         # A collection without vectors is searched with BM25 alone, scaled as BM25-only retrieval.
@@ -147,7 +151,9 @@ def _query_candidates(
         found = gather(store, index if collection in usable else None, collection, bm25_hits,
                        vector_hits.get(collection, []), vector, n, since, until, min_confidence, effective)
         ideal = ideal_bm25(store, collection, text) if effective == "hybrid" else 1.0
-        fuse(found, effective, ideal)
+        null = null_for(store, index, collection, vector) if (
+            index is not None and vector is not None and collection in usable) else None
+        fuse(found, effective, ideal, null)
         candidates += found
     for cand in candidates:
         weigh(cand, now)
@@ -157,6 +163,7 @@ def _query_candidates(
 def _vector_side(
     store: Store, index: VectorIndex | None, usable: list[str], text: str, n: int, since: datetime | None,
     until: datetime | None, min_confidence: int | None, method: Method, query_vector: np.ndarray | None,
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray | None, dict[str, list[VectorHit]], list[str]]:
     """The query's embedding and the vector top-n per usable collection; on any failure none of them."""
     vector = None
@@ -169,6 +176,8 @@ def _vector_side(
                 vector_hits[c] = vector_search(store, index, c, vector, n, since, until, min_confidence)
     except Exception as exc:  # a Chroma server down, an embedding API error: answer with BM25 now
         log.warning("vector search failed (%s: %s); answering with BM25 only", type(exc).__name__, exc)
+        if notes is not None:
+            notes.append(f"keyword search only: vector search failed ({type(exc).__name__})")
         return None, {}, []
     return vector, vector_hits, usable
 
@@ -177,7 +186,7 @@ def _hit(cand: Candidate) -> Hit:
     signals = []
     if cand.bm25 > 0:
         signals.append("bm25")
-    if cand.vector_rank is not None and vector_relevance(cand.similarity) > 0:
+    if cand.vector_rank is not None and cand.vector_score > 0:
         signals.append("vector")
     item = cand.item
     return Hit(

@@ -21,20 +21,23 @@ CONFIDENCE_FLOOR = 0.5
 OBSERVATION_DECAY = 4
 OBSERVATION_CONFIDENCE = 5
 
-# -- fusion
-SIM_FLOOR = 0.1
-SIM_CEIL = 0.6
-AGREEMENT = 0.5
-RRF_K = 60
+# -- fusion (no tuned constant: see `calibration` and `fusion`)
+RRF_K = 60  # plain reciprocal rank fusion, kept for comparison only
+NULL_SAMPLE = 1000  # stored embeddings (the most recently supported items) that stand for a collection's null
+NULL_MIN = 2  # fewer items than this (no spread to measure): the cosine is used as it is
 
 # -- candidates and diversity
 MIN_CANDIDATES = 40
 CANDIDATES_PER_HIT = 8
 IDS_FILTER_MAX = 2000  # a filter this selective restricts the vector search to its ids
 MAX_OVERFETCH = 1000
-MMR_LAMBDA = 0.7
-DUPLICATE_SIMILARITY = 0.9  # paraphrases of one fact score 0.85-0.99 with MiniLM, distinct facts < 0.8
-MMR_POOL_PER_HIT = 4
+# A near-duplicate must use the same words in the same order (`diversity.same_wording`) AND have at least this
+# cosine. Cosine alone separates nothing: similar-but-distinct facts reach 0.999 (another date) and restatements
+# go down to 0.74 (tests/fixtures/near_duplicates.json, the tuning half of dedup_pairs.json). Among pairs with the
+# same wording, restatements scored >= 0.90 and no distinct pair qualified (0 of 142; 0 of the ~545,000
+# pairs of propositions about one person in the two retrieval sets).
+DUPLICATE_SIMILARITY = 0.9
+DIVERSITY_POOL_PER_HIT = 4  # candidates (per hit asked) from which near-duplicates are replaced
 MAX_K = 100
 
 _DAY = 86400.0
@@ -54,7 +57,8 @@ def weigh(cand: Candidate, now: datetime) -> None:
     item = cand.item
     if isinstance(item, Proposition):
         age = (to_ts(now) - to_ts(item.last_supported_at)) / _DAY
-        cand.recency = recency_weight(item.decay, age)
+        # a standing instruction never decays: no recency weighting (issue 27)
+        cand.recency = 1.0 if item.kind == "instruction" else recency_weight(item.decay, age)
         cand.confidence = confidence_weight(item.confidence)
     elif isinstance(item, Observation):
         age = (to_ts(now) - to_ts(item.observed_at)) / _DAY

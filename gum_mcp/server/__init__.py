@@ -14,7 +14,9 @@ Laid out like the SDK's own `mcp.server.mcpserver`:
 - notifications.py: telling subscribers that gum://suggestions changed, in both protocol eras
 - sdk_adapter.py: the only code that touches private attributes of MCP SDK objects
 - http.py, gate.py: the HTTP transport and the token, Host and Origin checks in front of it
-- logs.py: where a serving process logs
+- logs.py: where a serving process logs (one rotated file for every process of a data dir)
+- wire.py: what clients see of every tool, prompt and resource (clean listings, compact JSON text,
+  short errors without tracebacks)
 
 The names below load on first use, so `gum_mcp.server.http` (the token commands) stays light.
 """

@@ -21,11 +21,13 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from gum_mcp import __version__
 from gum_mcp.config import Settings
 from gum_mcp.runtime import Runtime
-from gum_mcp.server import prompts, resources, tools
+from gum_mcp.server import access, prompts, resources, tools
 from gum_mcp.server.context import GumState
+from gum_mcp.server.guard import Guard
 from gum_mcp.server.http import serve_http
 from gum_mcp.server.logs import log_to_file
 from gum_mcp.server.notifications import ResourceNotifier, SuggestionWatch
+from gum_mcp.server.wire import ClientView
 
 __all__ = ["INSTRUCTIONS", "build_server", "log_to_file", "serve"]
 
@@ -46,13 +48,17 @@ def build_server(runtime: Runtime, *, manage_runtime: bool = True) -> MCPServer:
     watch = SuggestionWatch(runtime.store, notifier)
     runtime.store.after_forget_hooks.append(watch.poke)
     state = GumState(runtime=runtime, suggestions=watch)
+    guard = Guard()  # scopes and the access log, for every tool, resource and prompt (guard.py)
     server: MCPServer = MCPServer(
         name="gum-mcp", title="General User Model", version=__version__, instructions=INSTRUCTIONS,
         lifespan=functools.partial(lifespan, state=state, manage_runtime=manage_runtime), log_level="WARNING",
-        subscriptions=bus, middleware=[RequestServed(runtime)],
+        subscriptions=bus, middleware=[RequestServed(runtime), guard],
     )
+    guard.server = server
+    server.middleware.append(ClientView(server))
     tools.register(server)
     resources.register(server, state)
+    access.register(server, state)
     prompts.register(server)
     notifier.attach(server)
     server.gum_runtime = runtime  # type: ignore[attr-defined]

@@ -1,121 +1,104 @@
-"""One gate for gum-mcp's HTTP: every request must carry the bearer token, name an allowed Host, and
-come from an allowed Origin (or none), or it is turned away before it reaches an app.
+"""One gate for gum-mcp's HTTP: every request must name an allowed Host, come from an allowed Origin
+(or none), and carry the bearer token of a client, or it is turned away before it reaches an app.
 
 `Gate` is plain ASGI middleware, so the MCP transport (http.py) and any other page served beside it
-share the same checks. The rest are pure functions: which Host and Origin values a server bound to
-host:port accepts (DNS-rebinding protection), and the checks themselves. The policy is the MCP SDK's
-own (mcp.server.transport_security), which http.py therefore switches off in the transport:
-- bound to 127.0.0.1, localhost or ::1: Host `127.0.0.1:*`, `localhost:*` or `[::1]:*`, Origin
-  `http://` and the same;
-- bound to another, non-loopback address (`--allow-remote`): Host `host:port` or `host`, Origin
-  `http://host:port`;
-- any other loopback address (e.g. 127.0.0.2): no Host or Origin check.
-Checks run in that order: token (401), Host (421), Origin (403); an absent Origin passes.
+share the same checks; the caller a token stands for (clients.Caller: its name and scopes) goes on
+in the request's ASGI scope, where the MCP server's guard finds it. Tokens are looked up on every
+request (`authenticate`), so a token added, revoked or rotated counts from the next request.
+
+Host (DNS-rebinding protection). A rebinding page makes the browser send its own host name, so the
+Host must be a name or address this server is actually reached by, derived from the bind address:
+- a loopback address: that address, and `localhost` for 127.0.0.1 and ::1 (any other loopback
+  address, e.g. 127.0.0.2, is not what `localhost` reaches);
+- `localhost`: localhost, 127.0.0.1 and ::1;
+- `0.0.0.0` (with --allow-remote): any IPv4 address, localhost, and this machine's host names; `::`
+  the same plus any IPv6 address (a dual-stack socket takes both);
+- another address or host name: exactly that;
+- plus the names given with `--allow-host` (a proxy's or a VPN's name for this machine).
+An IP address cannot be rebound, so accepting one never lets a rebinding page in. The port is not
+checked: a tunnel (`ssh -L`) or a proxy may change it, and rebinding does not depend on it.
+
+Origin (cross-site requests from browser pages). Absent passes (not a browser). Otherwise it must be a
+page on a loopback address (this machine, e.g. the MCP Inspector on localhost), the request's own
+origin (same scheme-default port, same host as the Host header), or a name given with --allow-host.
+
+Checks run in that order: Host (421), Origin (403), token (401), cheapest and token-free first.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from gum_mcp.hosts import (  # noqa: F401  (the policy lives below every entry point; re-exported here)
+    Policy,
+    first_header,
+    ip_of,
+    is_loopback,
+    machine_names,
+    normalise,
+    policy_for,
+    respond,
+    split_authority,
+)
+from gum_mcp.server.clients import SCOPE_KEY, Caller
+
 log = logging.getLogger("gum_mcp.http")
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Authenticate = Callable[[str], Awaitable[Caller | None]]
 
-#: the bind addresses the MCP SDK protects with its loopback allow-lists
-LOOPBACK_BINDS = ("127.0.0.1", "localhost", "::1")
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
-
-UNAUTHORIZED = json.dumps({"error": "unauthorized: send Authorization: Bearer <token> (see `gum-mcp token`)"})
+UNAUTHORIZED = json.dumps({"error": "unauthorized: send Authorization: Bearer <token>; a client's token comes from "
+                                   "`gum-mcp token add NAME --scope ...`"})
 
 
-# ---------------------------------------------------------------------------------------- policy
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def allowed_hosts(host: str, port: int) -> list[str] | None:
-    """The Host header values a server bound to host:port accepts; None: any."""
-    if host in LOOPBACK_BINDS:
-        return list(LOOPBACK_HOSTS)
-    return None if is_loopback(host) else [f"{host}:{port}", host]
-
-
-def allowed_origins(host: str, port: int) -> list[str] | None:
-    """The Origin header values a server bound to host:port accepts (an absent Origin always passes); None: any."""
-    if host in LOOPBACK_BINDS:
-        return list(LOOPBACK_ORIGINS)
-    return None if is_loopback(host) else [f"http://{host}:{port}"]
-
-
-def matches(value: str, allowed: Sequence[str]) -> bool:
-    """`value` is one of `allowed`, where `x:*` stands for x with any port."""
-    return value in allowed or any(a.endswith(":*") and value.startswith(a[:-1]) for a in allowed)
-
-
-def host_ok(host: str | None, allowed: Sequence[str] | None) -> bool:
-    return allowed is None or (bool(host) and matches(host or "", allowed))
-
-
-def origin_ok(origin: str | None, allowed: Sequence[str] | None) -> bool:
-    return allowed is None or not origin or matches(origin, allowed)
-
-
-def token_ok(authorization: bytes, token: str) -> bool:
-    return hmac.compare_digest(authorization, f"Bearer {token}".encode())
+def bearer(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header; empty when there is none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 # ---------------------------------------------------------------------------------------- the gate
 class Gate:
-    """ASGI middleware: the token, Host and Origin checks on every HTTP request (see the module docstring)."""
+    """ASGI middleware: the Host, Origin and token checks on every HTTP request (see the module docstring)."""
 
-    def __init__(self, app: Any, *, token: str, host: str, port: int) -> None:
+    def __init__(self, app: Any, *, authenticate: Authenticate, host: str, port: int,
+                 allow_hosts: Sequence[str] = (), policy: Policy | None = None) -> None:
         self.app = app
-        self.token = token
-        self.hosts = allowed_hosts(host, port)
-        self.origins = allowed_origins(host, port)
+        self.authenticate = authenticate
+        self.port = port
+        self.policy = policy or policy_for(host, allow_hosts=allow_hosts)
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
+        if scope["type"] == "websocket":  # nothing here speaks WebSocket; refuse before anything else
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http":
-            refusal = self.refusal(scope)
+            caller, refusal = await self.check(scope)
             if refusal is not None:
                 await respond(send, *refusal)
                 return
+            scope = {**scope, SCOPE_KEY: caller}
         await self.app(scope, receive, send)
 
-    def refusal(self, scope: Scope) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-        """(status, body, extra headers) for a request the gate turns away; None to let it through."""
+    async def check(self, scope: Scope) -> tuple[Caller | None, tuple[int, bytes, list[tuple[bytes, bytes]]] | None]:
+        """(the caller, None) for a request the gate lets through; (None, (status, body, extra headers))
+        for one it turns away."""
         headers = scope.get("headers") or []
-        if not token_ok(dict(headers).get(b"authorization", b""), self.token):
-            return 401, UNAUTHORIZED.encode(), [(b"content-type", b"application/json"),
-                                                (b"www-authenticate", b'Bearer realm="gum-mcp"')]
         host = first_header(headers, b"host")
-        if not host_ok(host, self.hosts):
+        if not self.policy.host_ok(host):
             log.warning("refused a request with Host %r", host)
-            return 421, b"Invalid Host header", []
+            return None, (421, b"Invalid Host header", [])
         origin = first_header(headers, b"origin")
-        if not origin_ok(origin, self.origins):
+        if not self.policy.origin_ok(origin, host):
             log.warning("refused a request with Origin %r", origin)
-            return 403, b"Invalid Origin header", []
-        return None
-
-
-def first_header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
-    return next((value.decode("latin-1") for key, value in headers if key.lower() == name), None)
-
-
-async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+            return None, (403, b"Invalid Origin header", [])
+        secret = bearer(first_header(headers, b"authorization"))
+        caller = await self.authenticate(secret) if secret else None
+        if caller is None:
+            return None, (401, UNAUTHORIZED.encode(), [(b"content-type", b"application/json"),
+                                                       (b"www-authenticate", b'Bearer realm="gum-mcp"')])
+        return caller, None

@@ -1,17 +1,17 @@
-"""`gum-mcp serve --http`: streamable HTTP behind the gate (gate.py: bearer token, Host, Origin).
+"""`gum-mcp serve --http`: streamable HTTP behind the gate (gate.py: Host, Origin, bearer token).
 
-The token is generated on first use into `<data dir>/token` (0600); `gum-mcp token` shows it and
-`gum-mcp token --rotate` replaces it. The server binds loopback by default; another address needs
-`--allow-remote`. DNS-rebinding protection (Host and Origin checks) stays on.
+Each HTTP client has its own token with its scopes (`gum-mcp token add NAME --scope ...`), stored
+hashed in the database (gum_mcp/store/tokens.py) and looked up on every request. The single token
+file of earlier versions (`<data dir>/token`) becomes the token `default`, with every scope, the
+first time a server or a token command opens the data dir. The server binds loopback by default;
+another address needs `--allow-remote`.
 
-Light on purpose: the token commands import this module without the MCP SDK.
+Light on purpose: the MCP SDK loads only when a server is built.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,46 +20,40 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from gum_mcp.config import Settings
-from gum_mcp.server.gate import Gate, is_loopback
+from gum_mcp.server.clients import Caller
+from gum_mcp.server.gate import Authenticate, Gate, is_loopback
 from gum_mcp.server.logs import log_to_file
-from gum_mcp.store.db import FILE_MODE, ensure_private_dir
 
 if TYPE_CHECKING:
     from gum_mcp.runtime import Runtime
+    from gum_mcp.store import Store
 
-TOKEN_NAME = "token"
-
-
-def token_path(data_dir: Path) -> Path:
-    return data_dir / TOKEN_NAME
+#: the plaintext token file of earlier versions, adopted (and removed) on upgrade
+LEGACY_TOKEN_FILE = "token"
 
 
-def write_token(data_dir: Path) -> str:
-    ensure_private_dir(data_dir)
-    token = secrets.token_urlsafe(32)
-    path = token_path(data_dir)
-    tmp = path.with_suffix(".tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "w") as out:
-        out.write(token + "\n")
-    os.replace(tmp, path)
-    return token
+def legacy_token_path(data_dir: Path) -> Path:
+    return data_dir / LEGACY_TOKEN_FILE
 
 
-def load_or_create_token(data_dir: Path) -> str:
-    try:
-        token = token_path(data_dir).read_text().strip()
-    except FileNotFoundError:
-        token = ""
-    return token or write_token(data_dir)
+def token_authenticator(store: Store) -> Authenticate:
+    """The gate's token check against the store's tokens, read afresh on every request."""
+
+    async def authenticate(secret: str) -> Caller | None:
+        info = await store.aio.authenticate_token(secret)
+        return None if info is None else Caller(name=info.name, scopes=frozenset(info.scopes), transport="http")
+
+    return authenticate
 
 
-def build_http_app(server: Any, token: str, host: str, port: int) -> Any:
+def build_http_app(server: Any, store: Store, host: str, port: int, allow_hosts: list[str] | None = None) -> Any:
     """The MCP server's streamable-HTTP app behind the gate. The gate checks Host and Origin, so the
     SDK's own copy of those checks is off (it still checks Content-Type)."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     gated = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return Gate(server.streamable_http_app(host=host, transport_security=gated), token=token, host=host, port=port)
+    app = server.streamable_http_app(host=host, transport_security=gated)
+    return Gate(app, authenticate=token_authenticator(store), host=host, port=port, allow_hosts=allow_hosts or [])
 
 
 def serve_http(settings: Settings, args: argparse.Namespace, build: Callable[[Runtime], Any]) -> int:
@@ -70,15 +64,20 @@ def serve_http(settings: Settings, args: argparse.Namespace, build: Callable[[Ru
 
     if not is_loopback(args.host) and not getattr(args, "allow_remote", False):
         print(f"gum-mcp: refusing to bind {args.host}: it is not a loopback address. Anyone who can reach it and"
-              " has the token can read the user model; add --allow-remote if you mean it.", file=sys.stderr)
+              " has a token can read the user model; add --allow-remote if you mean it.", file=sys.stderr)
         return 2
     log_to_file(settings)
-    token = load_or_create_token(settings.data_dir)
     runtime = Runtime(settings)
-    app = build_http_app(build(runtime), token, args.host, args.port)
+    runtime.store.adopt_legacy_token(legacy_token_path(settings.data_dir))
+    app = build_http_app(build(runtime), runtime.store, args.host, args.port, getattr(args, "allow_host", None))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
-    print(f"gum-mcp: serving MCP on http://{args.host}:{args.port}/mcp\n"
-          f"  bearer token: `gum-mcp token` (stored in {token_path(settings.data_dir)})", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    names = [t.name for t in runtime.store.tokens()]
+    print(f"gum-mcp: serving MCP on http://{shown}:{args.port}/mcp\n  "
+          + (f"tokens: {', '.join(names)} (`gum-mcp token list`; add one per client with `gum-mcp token add`)"
+             if names else "no tokens yet: every request is refused until you add one with "
+                           "`gum-mcp token add NAME --scope read,write` (it counts at once, no restart)"),
+          file=sys.stderr)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:

@@ -14,6 +14,8 @@ from typing import Any
 import anyio.to_thread
 
 from gum_mcp.config import Settings
+from gum_mcp.store import reredact
+from gum_mcp.store.access_log import AccessLog
 from gum_mcp.store.accounting import Accounting
 from gum_mcp.store.db import Database
 from gum_mcp.store.export import Export
@@ -21,23 +23,31 @@ from gum_mcp.store.feedback import FeedbackLog
 from gum_mcp.store.forget import AfterForgetHook, ForgetHook, Forgetting
 from gum_mcp.store.inbox import Inbox
 from gum_mcp.store.index_log import IndexLog
+from gum_mcp.store.llm_state import LLMState
+from gum_mcp.store.pending_deletes import Deleter
 from gum_mcp.store.propositions import Propositions, StaleBatch
 from gum_mcp.store.redaction import Redactor
+from gum_mcp.store.retention import Retention
 from gum_mcp.store.search import Search
+from gum_mcp.store.sensitivity import Sensitivities
 from gum_mcp.store.suggestions import Suggestions
+from gum_mcp.store.tokens import Tokens
 
 __all__ = ["StaleBatch", "Store"]
 
 
-class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog, Suggestions):
+class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog, Suggestions,
+            Retention, Tokens, AccessLog, LLMState, Sensitivities):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redactor = Redactor(settings.redact_patterns)
+        self.redactor = Redactor(settings.redact_patterns, contacts=settings.redact_contacts)
         self.max_observation_chars = settings.max_observation_chars
         self.forget_hooks: list[ForgetHook] = []
         self.after_forget_hooks: list[AfterForgetHook] = []
-        self.db = Database(settings.db_path, durability=settings.durability)
+        self.deleters: dict[str, Deleter] = {}  # pending-delete kind -> who does it (gum_mcp.forgetting)
+        self.db = Database(settings.db_path, durability=settings.durability, settings=settings)
         self.aio = _Async(self)
+        reredact.is_current(self.db, self.redactor)  # a new, empty store is redacted with this redactor
 
     @classmethod
     def open(cls, settings: Settings) -> Store:

@@ -15,6 +15,7 @@ from gum_mcp.domain import (
     to_ts,
     utcnow,
 )
+from gum_mcp.store import reredact
 from gum_mcp.store.db import Database
 from gum_mcp.store.redaction import Redactor
 
@@ -72,14 +73,15 @@ class Inbox:
             observed = item.observed_at or now
             if observed.tzinfo is None:
                 raise InvalidInput(f"{where}observed_at must include a time zone")
+            app = self.redactor.redact(item.app).text if item.app else None
             rows.append(
-                (item.kind, item.source, redacted.text, to_ts(observed), to_ts(now), redacted.count)
+                (item.kind, item.source, redacted.text, to_ts(observed), to_ts(now), redacted.count, app)
             )
         with self.db.write() as conn:
             ids = [
                 conn.execute(
                     "INSERT INTO observations (kind, source, content, observed_at, created_at,"
-                    " redactions) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    " redactions, app) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     row,
                 ).fetchone()[0]
                 for row in rows
@@ -124,11 +126,15 @@ class Inbox:
         source: str | None = None,
         limit: int = 100,
         newest_first: bool = True,
+        exclude_status: str | None = None,
     ) -> list[Observation]:
         clauses, params = [], []
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
+        if exclude_status is not None:  # e.g. "skipped": what the privacy audit held back is never served
+            clauses.append("status != ?")
+            params.append(exclude_status)
         if since is not None:
             clauses.append("observed_at >= ?")
             params.append(to_ts(since))
@@ -146,7 +152,7 @@ class Inbox:
                 f" ORDER BY observed_at {order}, id {order} LIMIT ?",
                 (*params, limit),
             ).fetchall()
-        return [observation_from_row(row) for row in rows]
+        return self._redacted_now([observation_from_row(row) for row in rows])
 
     def claim_batch(self, limit: int) -> list[Observation]:
         """The oldest pending observations, in the order they arrived.
@@ -160,7 +166,15 @@ class Inbox:
                 " ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [observation_from_row(row) for row in rows]
+        return self._redacted_now([observation_from_row(row) for row in rows])
+
+    def _redacted_now(self, observations: list[Observation]) -> list[Observation]:
+        """Until the stored text has been redacted with this redactor (reredact.py runs in the engine's
+        process), redact what is returned again, so no secret of older text reaches a model or a client."""
+        if not observations or reredact.is_current(self.db, self.redactor):
+            return observations
+        return [o.model_copy(update={"content": self.redactor.redact(o.content).text}) if o.content else o
+                for o in observations]
 
     def pending_count(self) -> int:
         with self.db.read() as conn:

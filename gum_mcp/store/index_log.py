@@ -2,7 +2,8 @@
 
 `index_log` is filled by triggers (schema.py) in the same transaction as every change the index
 must mirror: a current proposition appears (upsert) or stops being current or loses its text
-(delete); an observation with content appears (upsert), is pruned or deleted (delete). The index
+(delete); an observation with content appears (upsert), is pruned or deleted (delete), is skipped
+by the privacy audit (delete: what the audit skipped is never embedded) or released (upsert). The index
 keeps its own cursor (the last seq it applied) and catches up from here.
 
 Compaction deletes entries an index has applied and records the highest seq deleted in `meta`
@@ -65,7 +66,7 @@ def _check_collection(collection: str) -> None:
         raise ValueError(f"unknown collection {collection!r}")
 
 
-# Live items only: current propositions with text; observations with content.
+# Live items only: current propositions with text; observations with content the audit did not skip.
 _ITEM_SQL = {
     "propositions": (
         "SELECT id, text, created_at, last_supported_at, confidence, decay FROM propositions"
@@ -73,13 +74,14 @@ _ITEM_SQL = {
     ),
     "observations": (
         "SELECT id, content, created_at, observed_at, NULL, NULL FROM observations WHERE content IS NOT NULL"
+        " AND status != 'skipped'"  # what the privacy audit skipped is never embedded
     ),
 }
 
 
 _COUNT_SQL = {
     "propositions": "SELECT count(*) FROM propositions WHERE retired_at IS NULL AND text IS NOT NULL",
-    "observations": "SELECT count(*) FROM observations WHERE content IS NOT NULL",
+    "observations": "SELECT count(*) FROM observations WHERE content IS NOT NULL AND status != 'skipped'",
 }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Literal
 
 from gum_mcp.domain import (
+    KIND_ORDER,
     BatchResult,
     Feedback,
     InvalidInput,
@@ -19,15 +21,17 @@ from gum_mcp.domain import (
     Proposition,
     PropositionDetail,
     from_ts,
+    most_sensitive,
     to_ts,
     utcnow,
 )
 from gum_mcp.store.db import Database, crash_point
+from gum_mcp.store.forget_guard import check_batch, link_rederived
 from gum_mcp.store.inbox import OBSERVATION_COLUMNS, observation_from_row, placeholders
 
 PROPOSITION_COLUMNS = (
     "id, text, reasoning, confidence, decay, created_at, last_supported_at, support_count,"
-    " retired_at, retired_cause, user_confirmed, evidence_pruned"
+    " retired_at, retired_cause, user_confirmed, evidence_pruned, sensitivity, kind, applies_to"
 )
 
 Order = Literal["recent", "confidence"]
@@ -51,6 +55,9 @@ def proposition_from_row(row: sqlite3.Row) -> Proposition:
         retired_cause=row["retired_cause"],
         user_confirmed=bool(row["user_confirmed"]),
         evidence_pruned=bool(row["evidence_pruned"]),
+        sensitivity=row["sensitivity"],
+        kind=row["kind"],
+        applies_to=row["applies_to"],
     )
 
 
@@ -64,9 +71,18 @@ def _decode_cursor(cursor: str, size: int) -> list[object]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         values = None
-    if not isinstance(values, list) or len(values) != size:
+    if not isinstance(values, list) or len(values) != size or not all(map(_cursor_number, values)):
         raise InvalidInput("cursor: not a cursor returned by a previous page (or from another order)")
     return values
+
+
+def _cursor_number(value: object) -> bool:
+    """A value a cursor may hold: a number SQLite can compare (no bool, list, dict, nan or 64-bit overflow)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class Propositions:
@@ -77,8 +93,9 @@ class Propositions:
         """Apply one engine batch in one transaction; return the ids of the new propositions.
 
         `at` is when the beliefs were formed (default: now); a retired parent is never retired
-        before it was created. Observations of the batch that were forgotten meanwhile are
-        ignored; propositions that were retired meanwhile raise StaleBatch and change nothing.
+        before it was created. If an observation of the batch, or a proposition its prompts showed
+        (`result.context`), was forgotten meanwhile, BatchForgotten is raised and nothing changes
+        (a forget wins every race); propositions that were retired meanwhile raise StaleBatch.
         """
         with self.db.write() as conn:
             crash_point("batch:begin")
@@ -114,8 +131,11 @@ class Propositions:
         cursor: str | None = None,
         order: Order = "recent",
         min_confidence: int | None = None,
+        sensitivity: Collection[str] | None = None,
+        kind: str | None = None,
     ) -> Page:
-        """A page of current propositions, newest support first or most confident first."""
+        """A page of current propositions, newest support first or most confident first; with `sensitivity`,
+        only those of these classes (untagged ones never)."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit: must be between 1 and 1000")
         if order not in ("recent", "confidence"):
@@ -127,6 +147,15 @@ class Propositions:
         if min_confidence is not None:
             clauses.append("confidence >= ?")
             params.append(min_confidence)
+        if kind is not None:
+            if kind not in KIND_ORDER:
+                raise InvalidInput(f"kind: must be one of {', '.join(KIND_ORDER)}")
+            clauses.append("kind = ?")
+            params.append(kind)
+        if sensitivity is not None:
+            classes = sorted(sensitivity)
+            clauses.append(f"sensitivity IN ({placeholders(classes)})" if classes else "0")
+            params.extend(classes)
         if cursor:
             values = _decode_cursor(cursor, len(keys))
             clauses.append(f"({', '.join(keys)}) < ({placeholders(keys)})")
@@ -237,26 +266,34 @@ def apply_batch(conn: sqlite3.Connection, result: BatchResult, when: float) -> l
     live = _existing_observations(conn, tuple(result.observation_ids))
     touched = {pid for new in result.new for pid in new.supersedes}
     touched |= {r.proposition_id for r in result.reinforce} | set(result.retire)
+    check_batch(conn, result.observation_ids, live, (*result.context, *touched))  # a forget meanwhile wins
     parents = _current_propositions(conn, touched)
     if len(parents) != len(touched):
         gone = sorted(touched - set(parents))
         raise StaleBatch(f"propositions {gone} are no longer current")
 
     new_ids = []
+    drawn: list[tuple[int, list[int]]] = []  # new id, its evidence
     for new in result.new:
         evidence = [oid for oid in new.evidence if oid in live]
         supported = [live[oid] for oid in evidence]
         supported += [parents[pid]["last_supported_at"] for pid in new.supersedes]
         created = max([when, *(parents[pid]["created_at"] for pid in new.supersedes)])
         draft = new.draft
+        kind = carried_kind(new.kind, [parents[p]["kind"] for p in new.supersedes])
+        applies_to = new.applies_to or next((parents[p]["applies_to"] for p in new.supersedes
+                                             if parents[p]["applies_to"]), None)
         pid = conn.execute(
             "INSERT INTO propositions (text, reasoning, confidence, decay, created_at,"
-            " last_supported_at, support_count, user_confirmed) VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
-            " RETURNING id",
-            (draft.text, draft.reasoning, draft.confidence, draft.decay, created,
-             max(supported, default=created), int(new.user_confirmed)),
+            " last_supported_at, support_count, user_confirmed, sensitivity, kind, applies_to)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
+            (draft.text, draft.reasoning, draft.confidence, 10 if kind == "instruction" else draft.decay, created,
+             max(supported, default=created), int(new.user_confirmed),
+             carried_sensitivity(new.sensitivity, [parents[p]["sensitivity"] for p in new.supersedes]),
+             kind, applies_to),
         ).fetchone()[0]
         new_ids.append(pid)
+        drawn.append((pid, evidence))
         for parent in new.supersedes:
             conn.execute(
                 "INSERT OR IGNORE INTO lineage (parent_id, child_id, cause, note, at)"
@@ -279,6 +316,7 @@ def apply_batch(conn: sqlite3.Connection, result: BatchResult, when: float) -> l
             " WHERE id = ?",
             (pid, pid, pid),
         )
+    link_rederived(conn, drawn, list(live), when)
     retiring = {pid: new.cause for new in result.new for pid in new.supersedes}
     retiring.update(result.retire)
     for pid, cause in retiring.items():
@@ -327,6 +365,21 @@ def apply_batch(conn: sqlite3.Connection, result: BatchResult, when: float) -> l
     return new_ids
 
 
+def carried_sensitivity(own: str | None, parents: Sequence[str | None]) -> str | None:
+    """A new proposition's class: the most sensitive of its own and those of what it supersedes (lineage
+    carries it); None (tagged later, with its lineage) while one of those is untagged."""
+    if any(parent is None for parent in parents):
+        return None
+    return most_sensitive([own, *parents])
+
+
+def carried_kind(own: str, parents: Sequence[str]) -> str:
+    """A new proposition's kind: the strongest (KIND_ORDER) of its own and those of what it supersedes, so a
+    revision or a correction of an instruction stays one. An instruction never decays (stored as decay 10)."""
+    found = {own, *parents}
+    return next(kind for kind in KIND_ORDER if kind in found)
+
+
 def feedback_from_row(row: sqlite3.Row) -> Feedback:
     return Feedback(
         id=row["id"], proposition_id=row["proposition_id"], verdict=row["verdict"],
@@ -369,7 +422,7 @@ def _current_propositions(conn: sqlite3.Connection, ids: set[int]) -> dict[int, 
         return {}
     ordered = sorted(ids)
     rows = conn.execute(
-        f"SELECT id, created_at, last_supported_at FROM propositions"
+        f"SELECT id, created_at, last_supported_at, sensitivity, kind, applies_to FROM propositions"
         f" WHERE retired_at IS NULL AND id IN ({placeholders(ordered)})",
         ordered,
     ).fetchall()

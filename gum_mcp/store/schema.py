@@ -235,6 +235,160 @@ MIGRATIONS: tuple[str, ...] = (
             (SELECT suggestion_id FROM suggestion_sources WHERE observation_id = old.id);
     END;
     """,
+    # 3: forget that is complete (gum_mcp/store/forget.py, pending_deletes.py, forget_guard.py).
+    # observations.app: the focused window's application of a screen observation (forget by app).
+    # pending_deletes: what a forget must still remove outside SQLite (screenshots, the file
+    # observer's cache) and the purge of freed text, written in the forget's own transaction and
+    # deleted once done, so a restart finishes what a crash interrupted. Specs hold ids, times and
+    # an app name, never content. rederive: observations queued again because a proposition they
+    # supported lost part of its evidence to a forget; the batch that re-derives it links lineage.
+    """
+    ALTER TABLE observations ADD COLUMN app TEXT;
+    CREATE INDEX observations_app ON observations (app COLLATE NOCASE) WHERE app IS NOT NULL;
+
+    CREATE TABLE pending_deletes (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind       TEXT NOT NULL,
+        spec       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+
+    CREATE TABLE rederive (
+        observation_id INTEGER NOT NULL REFERENCES observations (id) ON DELETE CASCADE,
+        proposition_id INTEGER NOT NULL REFERENCES propositions (id) ON DELETE CASCADE,
+        queued_at      REAL NOT NULL,
+        PRIMARY KEY (observation_id, proposition_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX rederive_proposition ON rederive (proposition_id);
+    """,
+    # 4: bounded growth (gum_mcp/store/retention.py). llm_usage holds one row per UTC day, provider
+    # and model (calls, tokens, failed attempts), kept up to date with every llm_calls row, so the
+    # per-call rows can be deleted after GUM_LLM_CALLS_DAYS while the daily totals stay 400 days.
+    # Filled here from the calls already recorded.
+    """
+    CREATE TABLE llm_usage (
+        day           TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        model         TEXT NOT NULL,
+        calls         INTEGER NOT NULL DEFAULT 0,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        input_tokens  INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, provider, model)
+    ) WITHOUT ROWID;
+    INSERT INTO llm_usage (day, provider, model, calls, failures, input_tokens, output_tokens)
+    SELECT date(at, 'unixepoch'), provider, model, count(*), count(*) FILTER (WHERE outcome != 'ok'),
+           sum(input_tokens), sum(output_tokens)
+    FROM llm_calls GROUP BY 1, 2, 3;
+    CREATE INDEX suggestions_last_step ON suggestions (coalesce(responded_at, created_at));
+    """,
+    # 5: clients (gum_mcp/store/tokens.py, access_log.py). tokens: one bearer token per HTTP client,
+    # its sha256 only, with its scopes (comma-separated). access_log: one row per tool, resource or
+    # prompt call: when, which client, what, the outcome, and the ids of the propositions and
+    # observations the result carried (JSON arrays of ids; never text). Retention prunes it.
+    """
+    CREATE TABLE tokens (
+        name         TEXT PRIMARY KEY,
+        hash         TEXT NOT NULL UNIQUE,
+        scopes       TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        rotated_at   REAL,
+        last_used_at REAL
+    );
+
+    CREATE TABLE access_log (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              REAL NOT NULL,
+        client          TEXT NOT NULL,
+        transport       TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('tool', 'resource', 'prompt')),
+        name            TEXT NOT NULL,
+        outcome         TEXT NOT NULL CHECK (outcome IN ('ok', 'error', 'denied')),
+        proposition_ids TEXT NOT NULL DEFAULT '[]',
+        observation_ids TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX access_log_at ON access_log (at);
+    CREATE INDEX access_log_client ON access_log (client, at);
+    """,
+    # 6: privacy (gum_mcp/store/skipped.py, reredact.py). audit_released: the person released an
+    # observation the audit skipped (`gum-mcp audit --release`); the engine then uses it without asking
+    # the audit again. The vector index never holds what the audit skipped: a skip logs a delete and a
+    # release an upsert (index_items leaves skipped observations out), and those skipped before now
+    # leave the index. Re-redaction with a newer redactor (reredact.py) may rewrite a proposition's text
+    # and reasoning: the immutability trigger allows it while meta holds a `redacting` row, which only
+    # that job's own write transaction ever holds (so no other connection ever sees it).
+    """
+    ALTER TABLE observations ADD COLUMN audit_released INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TRIGGER index_log_observation_skipped AFTER UPDATE OF status ON observations
+    WHEN new.status = 'skipped' AND old.status != 'skipped' BEGIN
+        INSERT INTO index_log (collection, item_id, op) VALUES ('observations', new.id, 'delete');
+    END;
+    CREATE TRIGGER index_log_observation_unskipped AFTER UPDATE OF status ON observations
+    WHEN old.status = 'skipped' AND new.status != 'skipped' AND new.content IS NOT NULL BEGIN
+        INSERT INTO index_log (collection, item_id, op) VALUES ('observations', new.id, 'upsert');
+    END;
+    INSERT INTO index_log (collection, item_id, op)
+    SELECT 'observations', id, 'delete' FROM observations WHERE status = 'skipped';
+
+    DROP TRIGGER propositions_immutable;
+    CREATE TRIGGER propositions_immutable BEFORE UPDATE OF text, reasoning, confidence, decay
+    ON propositions
+    WHEN new.confidence IS NOT old.confidence OR new.decay IS NOT old.decay
+      OR (((new.text IS NOT NULL AND new.text IS NOT old.text)
+           OR (new.reasoning IS NOT NULL AND new.reasoning IS NOT old.reasoning))
+          AND NOT EXISTS (SELECT 1 FROM meta WHERE key = 'redacting')) BEGIN
+        SELECT RAISE(ABORT, 'proposition content is immutable: supersede it instead');
+    END;
+    """,
+    # 7: the LLM layer's memory (gum_mcp/store/llm_state.py). llm_methods: the structured-output method
+    # an OpenAI-compatible server accepted (json_schema, json_object, tool), per base URL and model, and
+    # when that was learnt. engine_pause: at most one row, the engine paused because the provider kept
+    # failing the same way: why, and the configuration it happened under (a fingerprint; keys only hashed).
+    """
+    CREATE TABLE llm_methods (
+        base_url  TEXT NOT NULL,
+        model     TEXT NOT NULL,
+        method    TEXT NOT NULL,
+        learnt_at REAL NOT NULL,
+        PRIMARY KEY (base_url, model)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE engine_pause (
+        id        INTEGER PRIMARY KEY CHECK (id = 1),
+        reason    TEXT NOT NULL,
+        config    TEXT NOT NULL,
+        paused_at REAL NOT NULL
+    );
+    """,
+    # 8: who may see what (gum_mcp/domain.py SENSITIVITY_ORDER, gum_mcp/store/sensitivity.py, policy.py).
+    # propositions.sensitivity: the class of knowledge a proposition is; NULL until tagged (new propositions
+    # get it from the engine, or from what they supersede; older ones from the tagging job,
+    # gum_mcp/engine/tagging.py), and withheld until then from every client a disclosure policy restricts.
+    # Bookkeeping, like retired_at: the immutability trigger does not cover it.
+    """
+    ALTER TABLE propositions ADD COLUMN sensitivity TEXT CHECK (sensitivity IN ('health', 'beliefs-and-identity',
+        'relationships', 'finance', 'location', 'personal', 'work', 'other'));
+    CREATE INDEX propositions_untagged ON propositions (id) WHERE sensitivity IS NULL;
+    """,
+    # 9: standing instructions and preferences (issue 27; gum_mcp/domain.py PropositionKind). propositions.kind:
+    # belief (inferred), preference, or instruction (a rule the person stated); applies_to: the situation an
+    # instruction or preference applies to. Content, like the text: set once, never changed, except that
+    # forgetting (text set to NULL) takes applies_to with it.
+    """
+    ALTER TABLE propositions ADD COLUMN kind TEXT NOT NULL DEFAULT 'belief'
+        CHECK (kind IN ('belief', 'preference', 'instruction'));
+    ALTER TABLE propositions ADD COLUMN applies_to TEXT;
+    CREATE INDEX propositions_current_kind ON propositions (kind, confidence DESC) WHERE retired_at IS NULL;
+    CREATE TRIGGER propositions_kind_immutable BEFORE UPDATE OF kind, applies_to ON propositions
+    WHEN new.kind IS NOT old.kind OR (new.applies_to IS NOT NULL AND new.applies_to IS NOT old.applies_to) BEGIN
+        SELECT RAISE(ABORT, 'proposition content is immutable: supersede it instead');
+    END;
+    CREATE TRIGGER propositions_forget_applies_to AFTER UPDATE OF text ON propositions
+    WHEN new.text IS NULL AND old.text IS NOT NULL AND new.applies_to IS NOT NULL BEGIN
+        UPDATE propositions SET applies_to = NULL WHERE id = new.id;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

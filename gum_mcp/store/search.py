@@ -9,6 +9,18 @@ Scores are returned as positive numbers (FTS5's bm25() is negative, lower is bet
 better. Filters: `since` (inclusive) and `until` (exclusive) on last_supported_at for propositions
 and on observed_at for observations, `min_confidence` for propositions.
 
+Speed at scale (`_top`): bm25() costs about a microsecond per matching row (it reads the row's
+positions and its size), so a query word found in tens of thousands of rows costs tens of
+milliseconds however small the LIMIT. A query whose words match more than SCORED_ROWS rows is
+split, as Lucene's common-terms query does: its rarest words (E, at most SCORED_ROWS rows together,
+at least one word) and its common words (C). Two queries, `E AND C` and `E NOT C`, score every row
+matching a rare word with every query word (each word once in the expression, so bm25() is that of
+the whole query); rows matching only common words are left out, unless fewer than `limit` rows
+match a rare word (then the whole query runs, exactly as before). The scores are those the whole
+query gives; only rows holding nothing but the query's most common words can be missed, and with
+the vector side beside it such a row is found by meaning if it matters. Each word's document
+frequency is one FTS5 count (no scoring). Indexes of at most SCORED_ROWS rows are never split.
+
 The ranking of the empty query (`recent_propositions`) is computed here in SQL because it must see
 every current proposition; `gum_mcp.retrieval` owns the formula and passes its constants.
 """
@@ -44,6 +56,9 @@ MAX_QUERY_TERMS = 32
 #: bm25() column weights of propositions_fts (text, reasoning): the claim counts more than the why.
 PROPOSITION_WEIGHTS = (1.0, 0.4)
 
+#: A query whose words match more rows than this is scored on its rarer words' rows (see the module).
+SCORED_ROWS = 2000
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -69,7 +84,93 @@ def fts_query(text: str | None, *, drop_stop_words: bool = True) -> str | None:
     words = query_terms(text, drop_stop_words=drop_stop_words)
     if not words:
         return None
-    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+    return _any(words)
+
+
+def _quoted(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _any(words: Sequence[str]) -> str:
+    return " OR ".join(_quoted(word) for word in words)
+
+
+def _top(conn: sqlite3.Connection, table: str, words: list[str], select: str, tail: str, params: Sequence[object],
+         limit: int) -> list[tuple[int, float]]:
+    """(rowid, bm25 > 0) of the best `limit` rows of `table` matching any of `words`, best first.
+
+    `select` is "SELECT <rowid>, <bm25> AS s FROM ... WHERE <table> MATCH ?" and `tail` the rest of the
+    WHERE clause (filters), whose `params` follow the MATCH expression. Splits common words off (see the
+    module) when the query matches more than SCORED_ROWS rows.
+    """
+    sql = f"{select}{tail} ORDER BY s LIMIT ?"
+
+    def run(match: str, n: int) -> list[tuple[int, float]]:
+        return [(row[0], -row[1]) for row in conn.execute(sql, (match, *params, n)).fetchall()]
+
+    whole = _any(words)
+    if len(words) < 2 or _text_index_rows(conn, table) <= SCORED_ROWS:
+        return run(whole, limit)
+    count = f"SELECT count(*) FROM {table} WHERE {table} MATCH ?"
+    if conn.execute(count, (whole,)).fetchone()[0] <= SCORED_ROWS:
+        return run(whole, limit)
+    frequency = {word: _frequency(conn, table, word, count) for word in words}
+    present = sorted((w for w in words if frequency[w] > 0), key=lambda w: (frequency[w], words.index(w)))
+    rare: list[str] = []
+    rows = 0
+    for word in present:
+        if rare and rows + frequency[word] > SCORED_ROWS:
+            break
+        rare.append(word)
+        rows += frequency[word]
+    common = present[len(rare):]
+    if not common:
+        return run(whole, limit)
+    e, c = _any(rare), _any(common)
+    found = run(f"({e}) AND ({c})", limit) + run(f"({e}) NOT ({c})", limit)
+    if len(found) < limit:  # fewer rows hold a rare word than asked: the common words' rows count too
+        return run(whole, limit)
+    found.sort(key=lambda hit: (-hit[1], hit[0]))
+    return found[:limit]
+
+
+#: Document frequencies of words recently searched: (database file, table, word) -> (rows holding it, rows in
+#: the index then). They only choose which words count as common, so one is reused while the index has not
+#: grown or shrunk by more than a twentieth since it was counted.
+_FREQUENCIES: dict[tuple[str, str, str], tuple[int, int]] = {}
+_FREQUENCIES_MAX = 4096
+
+
+def _frequency(conn: sqlite3.Connection, table: str, word: str, count: str) -> int:
+    """How many rows of `table` hold `word` (one FTS5 count, no scoring; recent answers reused)."""
+    key = (_database_file(conn), table, word)
+    rows = _text_index_rows(conn, table)
+    known = _FREQUENCIES.get(key)
+    if known is not None and abs(rows - known[1]) * 20 <= known[1]:
+        return known[0]
+    found = conn.execute(count, (_quoted(word),)).fetchone()[0]
+    if len(_FREQUENCIES) >= _FREQUENCIES_MAX:
+        _FREQUENCIES.clear()
+    _FREQUENCIES[key] = (found, rows)
+    return found
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    for row in conn.execute("PRAGMA database_list"):
+        if row[1] == "main":
+            return str(row[2])
+    return ""
+
+
+def _text_index_rows(conn: sqlite3.Connection, table: str) -> int:
+    """Rows in an FTS5 index, from its averages record (O(1)); 0 when it cannot be read."""
+    row = conn.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
+    if row is not None and row[0]:
+        try:
+            return _varint(bytes(row[0]))
+        except IndexError:
+            pass
+    return 0
 
 
 def _time_clauses(column: str, since: datetime | None, until: datetime | None) -> tuple[list[str], list[object]]:
@@ -110,8 +211,8 @@ class Search:
         `ids` restricts the search to those propositions (to score candidates found otherwise).
         """
         _check_filters(limit, min_confidence)
-        match = fts_query(text)
-        if match is None or (ids is not None and not ids):
+        words = query_terms(text)
+        if not words or (ids is not None and not ids):
             return []
         weights = ", ".join(str(w) for w in PROPOSITION_WEIGHTS)
         score = f"bm25(propositions_fts, {weights})"
@@ -123,24 +224,13 @@ class Search:
         if ids is not None:
             id_clause = f" AND propositions_fts.rowid IN ({placeholders(ids)})"
             id_params = list(ids)
-        if clauses:
-            # propositions_fts holds only current propositions; the join is only for the filters.
-            sql = (
-                f"SELECT propositions_fts.rowid, {score} AS s FROM propositions_fts"
-                " JOIN propositions p ON p.id = propositions_fts.rowid"
-                f" WHERE propositions_fts MATCH ?{id_clause} AND {' AND '.join(clauses)}"
-                " ORDER BY s LIMIT ?"
-            )
-            args = (match, *id_params, *params, limit)
-        else:
-            sql = (
-                f"SELECT rowid, {score} AS s FROM propositions_fts WHERE propositions_fts MATCH ?{id_clause}"
-                " ORDER BY s LIMIT ?"
-            )
-            args = (match, *id_params, limit)
+        # propositions_fts holds only current propositions; the join is only for the filters.
+        join = " JOIN propositions p ON p.id = propositions_fts.rowid" if clauses else ""
+        select = (f"SELECT propositions_fts.rowid, {score} AS s FROM propositions_fts{join}"
+                  " WHERE propositions_fts MATCH ?")
+        tail = id_clause + "".join(f" AND {clause}" for clause in clauses)
         with self.db.read() as conn:
-            rows = conn.execute(sql, args).fetchall()
-        return [(row[0], -row[1]) for row in rows]
+            return _top(conn, "propositions_fts", words, select, tail, (*id_params, *params), limit)
 
     def search_observations_text(
         self,
@@ -153,8 +243,8 @@ class Search:
     ) -> list[tuple[int, float]]:
         """(observation id, bm25 score > 0) of observations whose content matches `text`, best first."""
         _check_filters(limit, None)
-        match = fts_query(text)
-        if match is None or (ids is not None and not ids):
+        words = query_terms(text)
+        if not words or (ids is not None and not ids):
             return []
         clauses, params = _time_clauses("o.observed_at", since, until)
         id_clause, id_params = "", []
@@ -162,26 +252,20 @@ class Search:
             id_clause = f" AND observations_fts.rowid IN ({placeholders(ids)})"
             id_params = list(ids)
         join = " JOIN observations o ON o.id = observations_fts.rowid" if clauses else ""
-        where = "".join(f" AND {clause}" for clause in clauses)
-        sql = (
-            f"SELECT observations_fts.rowid, bm25(observations_fts) AS s FROM observations_fts{join}"
-            f" WHERE observations_fts MATCH ?{id_clause}{where} ORDER BY s LIMIT ?"
-        )
+        select = (f"SELECT observations_fts.rowid, bm25(observations_fts) AS s FROM observations_fts{join}"
+                  " WHERE observations_fts MATCH ?")
+        tail = id_clause + "".join(f" AND {clause}" for clause in clauses)
         with self.db.read() as conn:
-            rows = conn.execute(sql, (match, *id_params, *params, limit)).fetchall()
-        return [(row[0], -row[1]) for row in rows]
+            return _top(conn, "observations_fts", words, select, tail, (*id_params, *params), limit)
 
     def text_index_size(self, collection: str) -> int:
         """How many documents the FTS5 index of `collection` ("propositions" or "observations") holds:
         the N of its BM25 idf. O(1): read from FTS5's averages record, where bm25() reads it."""
         table = {"propositions": "propositions_fts", "observations": "observations_fts"}[collection]
         with self.db.read() as conn:
-            row = conn.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
-            if row is not None and row[0]:
-                try:
-                    return _varint(bytes(row[0]))
-                except IndexError:
-                    pass
+            rows = _text_index_rows(conn, table)
+            if rows:
+                return rows
             source = "propositions WHERE retired_at IS NULL AND text IS NOT NULL"
             if collection == "observations":
                 source = "observations WHERE content IS NOT NULL"

@@ -325,6 +325,19 @@ class Suggestions:
                                 limit=1)
         return updated
 
+    def delete_closed_suggestions(self, *, before: datetime, now: datetime | None = None) -> int:
+        """Retention: delete the suggestions that are no longer open (expired, dismissed, done) and whose
+        last step (offered, or answered) was before `before`. Returns how many."""
+        params = {"cutoff": _cutoff(now), "before": to_ts(before)}
+        with self.db.write() as conn:
+            ids = [row[0] for row in conn.execute(
+                f"SELECT s.id FROM suggestions s WHERE coalesce(s.responded_at, s.created_at) < :before"
+                f" AND {_EFFECTIVE} NOT IN ('pending', 'accepted')", params)]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                conn.execute(f"DELETE FROM suggestions WHERE id IN ({placeholders(chunk)})", chunk)
+        return len(ids)
+
     def _clean(self, text: str | None, limit: int) -> str:
         text = self.redactor.redact(text or "").text
         return " ".join(text.split())[:limit]

@@ -8,16 +8,17 @@ from typing import Literal
 from pydantic import Field
 
 from gum_mcp.domain import Proposition
-from gum_mcp.engine.prompts.common import Reply, preamble, section
+from gum_mcp.engine.prompts.common import EXAMPLE_PERSON, Reply, preamble, section
+from gum_mcp.engine.prompts.ids import TypedId
 from gum_mcp.engine.prompts.render import ObservationView, render_observation, render_proposition
 
 
 class AuditVerdict(Reply):
-    observation_id: int = Field(description="the id attribute of one <observation>")
+    observation_id: TypedId = Field(description="the id of one <observation>, as shown (o12)")
+    reason: str = Field(description="one short sentence naming the context; for skip, the norm it would break")
     decision: Literal["allow", "skip"] = Field(
         description="allow: fine to learn from; skip: the person would not want inferences drawn from it"
     )
-    reason: str = Field(description="one short sentence; for skip, name the norm it would break")
 
 
 class AuditReply(Reply):
@@ -42,8 +43,12 @@ unless {user} deliberately told an assistant about it so that it would be rememb
 Allow (decision "allow") ordinary work, projects, tools, hobbies, routines and stated preferences. \
 When unsure, prefer skip for sensitive categories and allow for everything else.
 
-Give exactly one verdict per observation id, with a one-sentence reason that names the context \
-(never repeat sensitive details in the reason)."""
+Give exactly one verdict per observation id: first a one-sentence reason that names the context \
+(never repeat sensitive details in the reason), then the decision.
+
+Example (invented, not about {user}): for <observation id="o0" kind="screen">Messenger - {EXAMPLE_PERSON}: \
+my biopsy results came back, can we talk?</observation> a verdict is \
+{{"observation_id": "o0", "reason": "another person's medical news in a private chat", "decision": "skip"}}."""
 
 
 def audit_message(observations: Sequence[ObservationView], context: Sequence[Proposition]) -> str:

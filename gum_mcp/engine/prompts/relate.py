@@ -8,19 +8,19 @@ from typing import Literal
 from pydantic import Field
 
 from gum_mcp.domain import Proposition
-from gum_mcp.engine.prompts.common import Reply, preamble, section
+from gum_mcp.engine.prompts.common import EXAMPLE_FILE, EXAMPLE_PERSON, Reply, Score, preamble, section
+from gum_mcp.engine.prompts.ids import TypedId
 from gum_mcp.engine.prompts.render import DraftView, render_draft, render_proposition
 
 
 class RelateJudgement(Reply):
-    draft: int = Field(description="the n attribute of one <draft>")
+    draft: TypedId = Field(description="the id of one <draft>, as shown (d3)")
+    reason: str = Field("", description="first: one short sentence comparing the draft with the closest propositions")
     relation: Literal["identical", "similar", "unrelated"]
-    proposition_ids: list[int] = Field(
-        description="existing propositions it is identical or similar to; empty when unrelated"
+    proposition_ids: list[TypedId] = Field(
+        description="existing propositions (p34) it is identical or similar to; empty when unrelated"
     )
-    confidence: int = Field(
-        ge=1,
-        le=10,
+    confidence: Score = Field(
         description="identical: the confidence the existing proposition deserves with this new support; "
         "otherwise the draft's own confidence",
     )
@@ -35,7 +35,8 @@ class RelateReply(Reply):
 def relate_system(user: str) -> str:
     return preamble(user) + f"""
 
-Your task: compare each new draft proposition about {user} with existing propositions, by id.
+Your task: compare each new draft proposition about {user} with existing propositions, by id. For each \
+draft give first a one-sentence reason, then the relation:
 - identical: the draft makes the same claim as one existing proposition (a paraphrase with the same \
 scope and meaning). The draft adds evidence, nothing else. Give the one matching id and the confidence \
 that proposition deserves now that it has this further support (raise it for repeated support, lower \
@@ -45,7 +46,12 @@ scope, detail, time or confidence, overlap, or contradict each other, so togethe
 revised. Give every such id.
 - unrelated: no existing proposition covers this subject. Give no ids.
 Each draft lists in compare_with the ids most likely to matter; use only ids of the propositions \
-shown. Give exactly one judgement per draft."""
+shown. Give exactly one judgement per draft.
+
+Example (invented, not about {user}): <draft id="d0">{EXAMPLE_PERSON} edits {EXAMPLE_FILE} every \
+Monday</draft> against <proposition id="p0">{EXAMPLE_PERSON} keeps the team's travel budget in \
+{EXAMPLE_FILE}</proposition> is {{"draft": "d0", "reason": "the same file, but a habit rather than \
+what it holds", "relation": "similar", "proposition_ids": ["p0"], "confidence": 5}}."""
 
 
 def relate_message(drafts: Sequence[DraftView], candidates: Sequence[Proposition]) -> str:
@@ -53,6 +59,6 @@ def relate_message(drafts: Sequence[DraftView], candidates: Sequence[Proposition
         [
             section("existing_propositions", (render_proposition(p) for p in candidates)),
             section("drafts", (render_draft(d, with_candidates=True) for d in drafts)),
-            "Judge each draft: identical, similar or unrelated to the existing propositions, by id.",
+            "Judge each draft (d...): identical, similar or unrelated to the existing propositions (p...), by id.",
         ]
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gum_mcp.domain import Proposition
+from gum_mcp.engine.prompts import ids
 from gum_mcp.engine.prompts.common import escape_attr, escape_text, iso
 
 
@@ -33,31 +34,35 @@ class DraftView:
     candidates: tuple[int, ...] = ()
 
 
-def render_observation(obs: ObservationView) -> str:
+def render_observation(obs: ObservationView, *, typed: bool = True) -> str:
+    """`<observation id="o12" ...>`; `typed=False` writes the bare number (the suggest step's prompt)."""
     seen = f' seen="{obs.seen}"' if obs.seen > 1 else ""
+    oid = ids.typed(ids.OBSERVATION, obs.id) if typed else str(obs.id)
     return (
-        f'<observation id="{obs.id}" kind="{escape_attr(obs.kind)}" source="{escape_attr(obs.source)}"'
+        f'<observation id="{oid}" kind="{escape_attr(obs.kind)}" source="{escape_attr(obs.source)}"'
         f' at="{iso(obs.at)}"{seen}>{escape_text(obs.content)}</observation>'
     )
 
 
-def render_proposition(prop: Proposition) -> str:
+def render_proposition(prop: Proposition, *, typed: bool = True) -> str:
+    """`<proposition id="p34" ...>text<reasoning>...</reasoning></proposition>`; `typed=False` as above."""
     reasoning = f"<reasoning>{escape_text(prop.reasoning)}</reasoning>" if prop.reasoning else ""
     confirmed = ' confirmed_by_user="yes"' if prop.user_confirmed else ""
+    pid = ids.typed(ids.PROPOSITION, prop.id) if typed else str(prop.id)
     return (
-        f'<proposition id="{prop.id}" confidence="{prop.confidence}" decay="{prop.decay}"'
+        f'<proposition id="{pid}" confidence="{prop.confidence}" decay="{prop.decay}"'
         f' support="{prop.support_count}" last_supported="{iso(prop.last_supported_at)}"{confirmed}>'
         f"{escape_text(prop.text or '')}{reasoning}</proposition>"
     )
 
 
 def render_draft(draft: DraftView, *, with_candidates: bool = False) -> str:
-    cited = " ".join(str(i) for i in draft.observation_ids)
+    cited = " ".join(ids.typed_all(ids.OBSERVATION, draft.observation_ids))
     candidates = ""
     if with_candidates:
-        candidates = f' compare_with="{" ".join(str(i) for i in draft.candidates)}"'
+        candidates = f' compare_with="{" ".join(ids.typed_all(ids.PROPOSITION, draft.candidates))}"'
     reasoning = f"<reasoning>{escape_text(draft.reasoning)}</reasoning>" if draft.reasoning else ""
     return (
-        f'<draft n="{draft.n}" confidence="{draft.confidence}" decay="{draft.decay}"'
+        f'<draft id="{ids.typed(ids.DRAFT, draft.n)}" confidence="{draft.confidence}" decay="{draft.decay}"'
         f' observations="{cited}"{candidates}>{escape_text(draft.text)}{reasoning}</draft>'
     )

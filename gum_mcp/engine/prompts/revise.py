@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from gum_mcp.domain import Proposition
-from gum_mcp.engine.prompts.common import Reply, preamble, section
+from gum_mcp.domain import Proposition, Sensitivity
+from gum_mcp.engine.prompts.common import EXAMPLE_PERSON, EXAMPLE_PROJECT, Reply, Score, preamble, section
+from gum_mcp.engine.prompts.ids import TypedId
 from gum_mcp.engine.prompts.render import (
     DraftView,
     ObservationView,
@@ -16,16 +17,19 @@ from gum_mcp.engine.prompts.render import (
     render_observation,
     render_proposition,
 )
+from gum_mcp.engine.prompts.tagging import classes_text
 
 
 class RevisedProposition(Reply):
-    text: str
-    reasoning: str
-    confidence: int = Field(ge=1, le=10)
-    decay: int = Field(ge=1, le=10)
-    supersedes: list[int] = Field(description="ids of existing propositions this one replaces")
-    drafts: list[int] = Field(description="n of the drafts folded into this one")
-    observation_ids: list[int] = Field(description="ids of the new observations it rests on")
+    supersedes: list[TypedId] = Field(description="ids of existing propositions this one replaces (p34)")
+    drafts: list[TypedId] = Field(description="ids of the drafts folded into this one (d3)")
+    observation_ids: list[TypedId] = Field(description="ids of the new observations it rests on (o12)")
+    reasoning: str = Field(description="first: why the evidence supports the revised claim")
+    text: str = Field(description="then the claim: one self-contained sentence about the person")
+    confidence: Score
+    decay: Score
+    sensitivity: Sensitivity | None = Field(None, description="the kind of knowledge it is: the most sensitive class "
+                                                              "that applies")
 
 
 class ReviseReply(Reply):
@@ -52,11 +56,24 @@ mixes separate claims, and recalibrate confidence (consistent support raises it,
 lowers it) and decay (how long the claim stays true, 1 fleeting to 10 lasting);
 - supersedes: the ids of the existing propositions each output replaces; an existing proposition \
 that no output supersedes stays exactly as it is, so omit what needs no change;
-- drafts: the n of every draft folded into an output; every draft should end up in some output;
+- drafts: the ids of every draft folded into an output; every draft should end up in some output;
+- sensitivity: the kind of knowledge each output is, the most sensitive class that applies (listed most \
+sensitive first); an output that merges claims of different classes takes the most sensitive of them:
+{classes_text()}
 - observation_ids: the new observations an output rests on, from those shown;
+- give for each output first the ids it replaces, folds in and rests on, then its reasoning, then \
+its text;
 - keep statements self-contained, in the third person, grounded in the named apps, files, sites, \
 people and projects; keep what user-confirmed propositions say unless the evidence clearly \
-contradicts it."""
+contradicts it. Observations show what {user} viewed, not necessarily what they did: keep claims \
+no stronger than the evidence.
+
+Example (invented, not about {user}): a cluster of <proposition id="p0">{EXAMPLE_PERSON} works on \
+Project {EXAMPLE_PROJECT}</proposition> and <draft id="d0">{EXAMPLE_PERSON} leads the {EXAMPLE_PROJECT} \
+launch in May</draft> becomes {{"propositions": [{{"supersedes": ["p0"], "drafts": ["d0"], \
+"observation_ids": [], "reasoning": "the draft narrows the same project to a role and a date", \
+"text": "{EXAMPLE_PERSON} leads the May launch of Project {EXAMPLE_PROJECT}", "confidence": 7, \
+"decay": 7}}]}}."""
 
 
 def revise_message(clusters: Sequence[ClusterView]) -> str:
@@ -74,7 +91,7 @@ def revise_message(clusters: Sequence[ClusterView]) -> str:
             )
         )
     parts.append(
-        "For each cluster, write the propositions that replace it, naming the ids each supersedes "
-        "and the drafts it folds in."
+        "For each cluster, write the propositions that replace it, naming the ids each supersedes (p...) "
+        "and the drafts it folds in (d...)."
     )
     return "\n\n".join(parts)

@@ -6,6 +6,7 @@
 - observing.py: pausing and resuming the observers
 - status.py: how gum-mcp itself is doing
 - suggestions.py: proactive suggestions and the user's reactions to them
+- deciding.py: learning from the user's edits, and deciding or asking at a choice point
 - base.py: what they share (annotation presets, tool_errors, time arguments)
 
 A tool is a module-level async function taking `ctx: GumContext` and typed arguments (pydantic
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
 
-from gum_mcp.server.tools import correcting, observing, reading, status, suggestions, telling
+from gum_mcp.server.tools import correcting, deciding, observing, reading, status, suggestions, telling
 
 #: registration order is the order clients list the tools in
-MODULES = (reading, telling, correcting, observing, status, suggestions)
+MODULES = (reading, telling, correcting, observing, status, suggestions, deciding)
 
 
 def register(server: MCPServer) -> None:

@@ -23,10 +23,14 @@ DESTRUCTIVE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempote
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: The largest id SQLite can hold (a signed 64-bit integer): larger ones are refused as arguments.
+MAX_ID = 2**63 - 1
+
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn our typed errors into tool errors with their message; anything else into a short
-    error (the traceback goes to the log, never to the client)."""
+    """Turn our typed errors into tool errors with their message; a number too large for SQLite into a
+    clear one; anything else into a short error: one line on stderr, the traceback in the log file
+    (never to the client)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -34,8 +38,11 @@ def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await fn(*args, **kwargs)
         except (InvalidInput, NotFound, ToolError) as exc:
             raise ToolError(str(exc.args[0]) if exc.args else str(exc)) from None
+        except OverflowError:
+            raise ToolError(f"{fn.__name__}: a number is out of range (ids and counts must be below 2^63)") from None
         except Exception as exc:
-            log.exception("tool %s failed", fn.__name__)
+            log.warning("tool %s failed: %s (traceback in the gum-mcp log)", fn.__name__, type(exc).__name__)
+            log.info("tool %s failed", fn.__name__, exc_info=True)
             raise ToolError(f"{fn.__name__} failed: {type(exc).__name__} (details in the gum-mcp log)") from None
 
     return wrapper

@@ -9,7 +9,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from gum_mcp.domain import utcnow
+from gum_mcp.domain import local_time, utcnow
 from gum_mcp.server.context import GumContext, gum
 from gum_mcp.server.tools.base import ADDITIVE, tool_errors
 
@@ -32,7 +32,7 @@ async def pause_observing(
 
     until = None if minutes is None else utcnow() + timedelta(minutes=minutes)
     await anyio.to_thread.run_sync(pause, gum(ctx).settings, until)
-    shown = "until resumed" if until is None else f"until {until:%Y-%m-%d %H:%M} UTC"
+    shown = "until resumed" if until is None else f"until {local_time(until, '%Y-%m-%d %H:%M')}"
     return Observing(paused_until=until.isoformat() if until else "indefinitely",
                      message=f"observing paused {shown}")
 

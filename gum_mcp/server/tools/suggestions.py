@@ -15,15 +15,17 @@ from gum_mcp.domain import SUGGEST_MAX_LIMIT as MAX_LIMIT
 from gum_mcp.domain import Proposition
 from gum_mcp.llm.errors import LLMError, LLMNotConfigured
 from gum_mcp.llm.factory import build_provider
+from gum_mcp.server import disclosure
 from gum_mcp.server.context import GumContext, GumState, gum
 from gum_mcp.server.shaping import (
     MAX_OUTPUT_BYTES,
     SuggestionOut,
     bounded,
+    json_size,
     shape_suggestion,
     shape_suggestions,
 )
-from gum_mcp.server.tools.base import ADDITIVE, IDEMPOTENT, tool_errors
+from gum_mcp.server.tools.base import ADDITIVE, IDEMPOTENT, MAX_ID, tool_errors
 
 if TYPE_CHECKING:
     from gum_mcp.engine.suggest import Candidate, SuggestOutcome
@@ -45,6 +47,7 @@ class SuggestResult(BaseModel):
     threshold: float
     note: str | None = None
     truncated: bool = False
+    withheld: int = Field(0, description=disclosure.WITHHELD)
 
 
 class SuggestionResponse(BaseModel):
@@ -80,13 +83,17 @@ async def suggest_actions(
     missing = sorted({pid for s in outcome.suggestions for pid in s.proposition_ids} - set(props))
     if missing:
         props.update(await state.store.aio.get_propositions(missing))
-    shaped = [shape_suggestion(s, props, outcome.gate_of(s.id)) for s in outcome.suggestions]
+    shown = await disclosure.suggestions(state.store, outcome.suggestions)  # only what this client may see
+    hidden = {s.id for s in outcome.suggestions} - {s.id for s in shown}
+    shaped = [shape_suggestion(s, props, outcome.gate_of(s.id)) for s in shown]
     if outcome.suggestions:
         await state.suggestions.check()
     result = SuggestResult(suggestions=shaped, reason=outcome.reason,
-                           considered=[considered(c) for c in outcome.candidates], threshold=outcome.threshold,
-                           note="; ".join(notes) or None)
-    if len(result.model_dump_json(indent=2).encode()) > MAX_OUTPUT_BYTES:
+                           considered=[considered(c) for c in outcome.candidates
+                                       if c.suggestion is None or c.suggestion.id not in hidden],
+                           threshold=outcome.threshold, note=disclosure.note("; ".join(notes) or None),
+                           withheld=disclosure.withheld())
+    if json_size(result) > MAX_OUTPUT_BYTES:
         result = result.model_copy(update={"considered": [c for c in result.considered if c.outcome == "admitted"]})
     return bounded(result, "suggestions")
 
@@ -99,20 +106,23 @@ async def run_suggest(state: GumState, context: str, limit: int) -> tuple[Sugges
     notes: list[str] = []
 
     async def related(text: str, k: int) -> list[Proposition]:
-        result = await runtime.search(text, k=k)
+        result = await disclosure.search(runtime, text, k=k, counted=False)  # only what this client may see
         if result.note and result.note not in notes:
             notes.append(result.note)
         return [hit.proposition for hit in result.hits if hit.proposition is not None]
 
+    visible = disclosure.EngineView(store)
     if runtime.provider is not None:
-        return await suggest(store, runtime.provider, related, settings, context=context, limit=limit), notes
+        return await suggest(store, runtime.provider, related, settings, context=context, limit=limit,
+                             visible=visible), notes
     try:
         provider = build_provider(settings, store)
     except LLMNotConfigured as exc:  # suggest() says so, once it knows there is something to suggest from
         return await suggest(store, None, related, settings, context=context, limit=limit,
-                             no_provider_reason=str(exc)), notes
+                             no_provider_reason=str(exc), visible=visible), notes
     async with provider:
-        return await suggest(store, provider, related, settings, context=context, limit=limit), notes
+        return await suggest(store, provider, related, settings, context=context, limit=limit,
+                             visible=visible), notes
 
 
 def considered(candidate: Candidate) -> Considered:
@@ -123,7 +133,8 @@ def considered(candidate: Candidate) -> Considered:
 @tool_errors
 async def respond_to_suggestion(
     ctx: GumContext,
-    id: Annotated[int, Field(ge=1, description="the suggestion id from suggest_actions or gum://suggestions")],
+    id: Annotated[int, Field(ge=1, le=MAX_ID, description="the suggestion id from suggest_actions or "
+                                                          "gum://suggestions")],
     verdict: Annotated[Literal["accepted", "dismissed", "done"],
                        Field(description="accepted: the user wants it; dismissed: they do not (it and similar "
                                          "ones are not offered again, and suggestions on the same grounds weigh "
@@ -135,6 +146,7 @@ async def respond_to_suggestion(
     done. Call it whenever the user reacts, including a plain "no": it is how gum-mcp learns which
     suggestions are worth an interruption. A later verdict replaces an earlier one (accepted, then done)."""
     state = gum(ctx)
+    await disclosure.require_suggestion(state.store, id)  # a withheld one is answered like a missing one
     updated = await state.store.aio.respond_to_suggestion(id, verdict, note=note)
     await state.suggestions.check()
     [shaped] = await shape_suggestions(state.store, [updated])

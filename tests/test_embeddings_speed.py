@@ -1,0 +1,110 @@
+"""The faster paths, for correctness (their speed lives in bench/embeddings.py and bench/retrieval.py): MiniLM in
+int8 against float32, batch invariance, the single-text cache, the batched dedup search, and BM25's split of
+common words at scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
+from gum_mcp.index.embeddings import MiniLMEmbedder
+from gum_mcp.index.models import find_minilm
+from gum_mcp.retrieval.dedup import dedup_search, dedup_search_many
+from gum_mcp.store import Store
+from gum_mcp.store import search as store_search
+from tests.conftest import make_settings
+
+SENTENCES = [
+    "Priya is preparing the Q4 budget in Excel for Jordan; due Friday.",
+    "Sam prefers dark mode in VS Code and usually codes late at night.",
+    "Mei is learning Rust by porting a small CLI tool from Python.",
+    "The user has a recurring 1:1 with Alex on Tuesdays at 10am.",
+    "Tomás reads papers on retrieval-augmented generation during the morning commute.",
+    "Aisha is planning a trip to Lisbon in October and compares flight prices on Kayak.",
+    "keeps notes",
+    "A much longer sentence about the person's habits: they tend to postpone email replies until Friday "
+    "afternoon, listen to lo-fi playlists while writing code, and track running workouts with Strava.",
+]
+
+
+@pytest.fixture(scope="module")
+def models_dir():
+    settings = make_settings(__import__("pathlib").Path("/nonexistent-data-dir"))
+    path = find_minilm(settings.models_dir)
+    if path is None:
+        pytest.skip("MiniLM is not installed")
+    return path
+
+
+def test_int8_is_within_cosine_099_of_float32(models_dir) -> None:
+    exact = MiniLMEmbedder(models_dir, "float32")
+    fast = MiniLMEmbedder(models_dir, "int8")
+    assert fast.precision == "int8" and fast.name == exact.name  # one vector space: no reindex on a switch
+    a, b = exact.embed(SENTENCES), fast.embed(SENTENCES)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    cosines = (a * b).sum(axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
+    fast = MiniLMEmbedder(models_dir, "int8")
+    together = fast.embed(SENTENCES)
+    alone = np.stack([fast.model.embed([text])[0] for text in SENTENCES])  # the model itself: no cache
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+
+
+def test_single_texts_are_cached(models_dir) -> None:
+    embedder = MiniLMEmbedder(models_dir)
+    first = embedder.embed(["what does she eat"])
+    again = embedder.embed(["what does she eat"])
+    np.testing.assert_array_equal(first, again)
+    again[0, 0] = 42.0  # a caller writing into its result does not change the cache
+    np.testing.assert_array_equal(embedder.embed(["what does she eat"]), first)
+
+
+def test_batched_dedup_search_equals_one_by_one(tmp_path, embedder) -> None:
+    from gum_mcp.index.vector_index import VectorIndex
+
+    settings = make_settings(tmp_path / "data")
+    with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:
+        store.complete_batch(BatchResult(observation_ids=(), new=tuple(
+            NewProposition(draft=PropositionDraft(text=t, confidence=7, decay=5)) for t in SENTENCES)))
+        index.catch_up(store)
+        drafts = ["is preparing a budget spreadsheet", "learns Rust", "", "trip to Lisbon", "dark theme"]
+        many = dedup_search_many(store, index, drafts, 5)
+        assert len(many) == len(drafts) and many[2] == []
+        for draft, hits in zip(drafts, many, strict=True):
+            single = dedup_search(store, index, draft, 5)
+            assert [h.id for h in hits] == [h.id for h in single], draft
+            for a, b in zip(hits, single, strict=True):
+                assert a.similarity == pytest.approx(b.similarity, abs=1e-5)
+        # without an index: keyword candidates only, still one list per draft
+        assert [[h.id for h in hits] for hits in dedup_search_many(store, None, drafts, 5)] == \
+            [[h.id for h in dedup_search(store, None, d, 5)] for d in drafts]
+
+
+def test_bm25_splits_common_words_off_at_scale(tmp_path, monkeypatch) -> None:
+    """Past SCORED_ROWS matching rows, rows holding only the query's common words are left out unless fewer
+    than `limit` rows hold a rarer word; the scores returned are those of the whole query."""
+    monkeypatch.setattr(store_search, "SCORED_ROWS", 20)
+    settings = make_settings(tmp_path / "data")
+    texts = [f"Priya works on project {n} today" for n in range(60)]  # "project", "today": common
+    texts += ["Priya booked a kayak tour for the project offsite today", "Priya rents a kayak"]
+    with Store.open(settings) as store:
+        ids = store.complete_batch(BatchResult(observation_ids=(), new=tuple(
+            NewProposition(draft=PropositionDraft(text=t, confidence=7, decay=5)) for t in texts)))
+        kayak_tour, kayak = ids[-2], ids[-1]
+        store_search._FREQUENCIES.clear()
+        whole = dict(store.search_propositions_text("kayak project today", limit=2))
+        assert set(whole) == {kayak_tour, kayak}  # the only rows with the rare word
+        # the same scores as the unsplit query gives them
+        monkeypatch.setattr(store_search, "SCORED_ROWS", 10_000)
+        exact = dict(store.search_propositions_text("kayak project today", limit=100))
+        assert whole == pytest.approx({i: exact[i] for i in whole})
+        # fewer rows with a rare word than asked: the common words' rows fill the list, as before
+        monkeypatch.setattr(store_search, "SCORED_ROWS", 20)
+        filled = store.search_propositions_text("kayak project today", limit=10)
+        assert {i for i, _ in filled[:2]} == {kayak_tour, kayak} and len(filled) == 10
+        assert [i for i, _ in filled] == [i for i, _ in sorted(exact.items(), key=lambda kv: -kv[1])][:10]
