@@ -183,6 +183,23 @@ def test_verdicts_are_the_mcp_tools_verdicts(page) -> None:
     assert "retired" in answer.text and store.successors(ids["mei"]) == [fixed]
 
 
+def test_beliefs_filter_by_sensitivity_class_and_show_it(page) -> None:
+    client, state, ids = page
+    sign_in(client, state)
+    state.store.tag_propositions({ids["lisbon"]: "location", ids["wedding"]: "relationships"})
+    answer = client.get("/", params={"sensitivity": "location"})
+    assert answer.status_code == 200
+    assert f'id="p{ids["lisbon"]}"' in answer.text and f'id="p{ids["wedding"]}"' not in answer.text
+    assert answer.text.count("<article class=\"card") == 1
+    assert '<option value="location" selected>' in answer.text and ">location</span>" in answer.text
+    untagged = client.get("/", params={"sensitivity": "untagged"}, headers={"hx-request": "true"}).text
+    assert f'id="p{ids["etl"]}"' in untagged and ">not tagged yet</span>" in untagged
+    assert f'id="p{ids["lisbon"]}"' not in untagged and f'id="p{ids["wedding"]}"' not in untagged
+    searched = client.get("/", params={"q": "Lisbon", "sensitivity": "relationships"}).text
+    assert f'id="p{ids["lisbon"]}"' not in searched
+    assert f'id="p{ids["lisbon"]}"' in client.get("/", params={"sensitivity": "no-such-class"}).text  # ignored
+
+
 def test_forget_count_is_what_forgetting_removes(page) -> None:
     client, state, _ = page
     csrf = sign_in(client, state)

@@ -140,6 +140,12 @@ def test_search_and_filters(signed_in: Page) -> None:
     page.wait(lambda d: "app=Jira" in d.current_url)
     page.text_appears("Is fixing DATA-238", "#results")
     assert "Is planning a trip to Lisbon" not in page.css("#results").text
+    Select(page.css("select[name=sensitivity]")).select_by_value("untagged")  # the seed tags nothing
+    page.wait(lambda d: "sensitivity=untagged" in d.current_url)
+    page.text_appears("not tagged yet", "#results")
+    Select(page.css("select[name=sensitivity]")).select_by_value("health")
+    page.wait(lambda d: "sensitivity=health" in d.current_url)
+    page.text_appears("0 beliefs", "#results")
 
 
 def test_a_belief_with_its_evidence_and_history(signed_in: Page) -> None:

@@ -1,7 +1,7 @@
 """What the page reads from the store that the store's own API does not offer: current propositions
-filtered by where their evidence came from, evidence with its application, the lineage around one
-proposition, and the facets (sources, applications) to filter by. Read-only: every change goes through
-the store's and gum_mcp.forgetting's functions, as the MCP tools do.
+filtered by where their evidence came from and by their class, evidence with its application, the lineage
+around one proposition, and the facets (sources, applications, sensitivity classes) to filter by. Read-only:
+every change goes through the store's and gum_mcp.forgetting's functions, as the MCP tools do.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gum_mcp.domain import LineageEdge, Proposition, from_ts, to_ts
+from gum_mcp.domain import SENSITIVITY_ORDER, LineageEdge, Proposition, from_ts, to_ts
 from gum_mcp.store.inbox import placeholders
 from gum_mcp.store.propositions import PROPOSITION_COLUMNS, proposition_from_row
 
 if TYPE_CHECKING:
     from gum_mcp.store import Store
+
+#: The class filter's value for propositions not tagged yet (sensitivity NULL)
+UNTAGGED = "untagged"
 
 P_COLUMNS = ", ".join(f"p.{c.strip()}" for c in PROPOSITION_COLUMNS.split(","))
 
@@ -27,10 +30,16 @@ class Filters:
     app: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    sensitivity: str | None = None  # a class of SENSITIVITY_ORDER, or UNTAGGED: not tagged yet (NULL)
 
     @property
     def by_evidence(self) -> bool:
         return bool(self.source or self.app)
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a search's hits must be checked against these filters (beyond the time, which search applies)."""
+        return self.by_evidence or self.sensitivity is not None
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,14 @@ def _evidence_clause(filters: Filters) -> tuple[str, list[object]]:
             f" WHERE e.proposition_id = p.id AND {' AND '.join(clauses)})"), params
 
 
+def _class_clause(filters: Filters) -> tuple[str, list[object]]:
+    if filters.sensitivity is None:
+        return "", []
+    if filters.sensitivity == UNTAGGED:
+        return " AND p.sensitivity IS NULL", []
+    return " AND p.sensitivity = ?", [filters.sensitivity]
+
+
 def _where(filters: Filters) -> tuple[str, list[object]]:
     where = "p.retired_at IS NULL AND p.text IS NOT NULL"
     params: list[object] = []
@@ -74,7 +91,8 @@ def _where(filters: Filters) -> tuple[str, list[object]]:
         where += " AND p.last_supported_at < ?"
         params.append(to_ts(filters.until))
     extra, more = _evidence_clause(filters)
-    return where + extra, params + more
+    cls, cls_params = _class_clause(filters)
+    return where + extra + cls, params + more + cls_params
 
 
 def current(store: Store, filters: Filters, *, order: str = "recent", offset: int = 0, limit: int = 30
@@ -91,13 +109,15 @@ def current(store: Store, filters: Filters, *, order: str = "recent", offset: in
 
 
 def keep_matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int]:
-    """Of `ids` (search hits), those whose evidence matches the source and app filters."""
-    if not ids or not filters.by_evidence:
+    """Of `ids` (search hits), those whose evidence matches the source and app filters and whose class
+    matches the class filter."""
+    if not ids or not filters.narrows:
         return set(ids)
     extra, params = _evidence_clause(filters)
+    cls, cls_params = _class_clause(filters)
     with store.db.read() as conn:
-        rows = conn.execute(f"SELECT p.id FROM propositions p WHERE p.id IN ({placeholders(ids)}){extra}",
-                            (*ids, *params)).fetchall()
+        rows = conn.execute(f"SELECT p.id FROM propositions p WHERE p.id IN ({placeholders(ids)}){extra}{cls}",
+                            (*ids, *params, *cls_params)).fetchall()
     return {r[0] for r in rows}
 
 
@@ -161,6 +181,15 @@ def facets(store: Store) -> tuple[list[Facet], list[Facet]]:
         apps = conn.execute("SELECT app, count(*) FROM observations WHERE app IS NOT NULL GROUP BY app COLLATE NOCASE"
                             " ORDER BY 2 DESC, 1 LIMIT 200").fetchall()
     return [Facet(r[0], r[1]) for r in sources], [Facet(r[0], r[1]) for r in apps]
+
+
+def class_facets(store: Store) -> list[Facet]:
+    """Current propositions per sensitivity class, every class, most sensitive first, then how many are not
+    tagged yet (`UNTAGGED`)."""
+    with store.db.read() as conn:
+        rows = dict(conn.execute("SELECT sensitivity, count(*) FROM propositions p WHERE p.retired_at IS NULL"
+                                 " AND p.text IS NOT NULL GROUP BY sensitivity").fetchall())
+    return [*(Facet(c, rows.get(c, 0)) for c in SENSITIVITY_ORDER), Facet(UNTAGGED, rows.get(None, 0))]
 
 
 def confidence_histogram(store: Store, filters: Filters) -> list[int]:

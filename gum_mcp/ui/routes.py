@@ -20,7 +20,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from gum_mcp.domain import InvalidInput, NotFound, half_life_days, parse_duration, utcnow
+from gum_mcp.domain import SENSITIVITY_ORDER, InvalidInput, NotFound, half_life_days, parse_duration, utcnow
 from gum_mcp.forgetting import confirm_forget, content_words, forget_range, preview_forget
 from gum_mcp.store.forget import ChangedSincePreview
 from gum_mcp.ui import charts, queries, views
@@ -109,13 +109,16 @@ async def logout(request: Request) -> Response:
 # ---------------------------------------------------------------------------------------- reading
 def _filters(request: Request) -> tuple[queries.Filters, dict[str, str]]:
     params = request.query_params
-    chosen = {k: params.get(k, "").strip()[:200] for k in ("q", "source", "app", "when", "order")}
+    chosen = {k: params.get(k, "").strip()[:200] for k in ("q", "source", "app", "sensitivity", "when", "order")}
+    if chosen["sensitivity"] not in (*SENSITIVITY_ORDER, queries.UNTAGGED):
+        chosen["sensitivity"] = ""
     if chosen["when"] not in WHEN:
         chosen["when"] = ""
     if chosen["order"] not in ("recent", "confidence"):
         chosen["order"] = "recent"
     since = utcnow() - parse_duration(chosen["when"]) if chosen["when"] else None
-    return queries.Filters(source=chosen["source"] or None, app=chosen["app"] or None, since=since), chosen
+    return queries.Filters(source=chosen["source"] or None, app=chosen["app"] or None, since=since,
+                           sensitivity=chosen["sensitivity"] or None), chosen
 
 
 async def beliefs(request: Request) -> Response:
@@ -144,6 +147,7 @@ async def beliefs(request: Request) -> Response:
     query = {k: v for k, v in chosen.items() if v and not (k == "order" and v == "recent")}
     return render(request, "beliefs.html", partial=is_htmx(request), cards=cards, total=body["total"],
                   chosen=chosen, when_options=WHEN, sources=body["sources"], apps=body["apps"], note=note,
+                  classes=body["classes"], untagged=queries.UNTAGGED,
                   histogram=charts.histogram(body["histogram"]), page=page, more=more,
                   next_url="/?" + urlencode({**query, "page": page + 1}), charts=charts,
                   searched=bool(chosen["q"]))
@@ -157,7 +161,8 @@ def _page_data(state: UIState, filters: queries.Filters, chosen: dict[str, str],
     evidence, counts = queries.evidence(store, [p.id for p in props])
     sources, apps = queries.facets(store)
     return {"props": props, "total": total, "evidence": evidence, "counts": counts, "sources": sources,
-            "apps": apps, "histogram": queries.confidence_histogram(store, filters)}
+            "apps": apps, "classes": queries.class_facets(store),
+            "histogram": queries.confidence_histogram(store, filters)}
 
 
 async def proposition(request: Request) -> Response:
