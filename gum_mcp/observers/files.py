@@ -40,9 +40,9 @@ from gum_mcp.config import Settings
 from gum_mcp.domain import NewObservation, local_time
 from gum_mcp.observers.base import Observer
 from gum_mcp.observers.clock import Clock, SystemClock
-from gum_mcp.observers.frames import write_private
 from gum_mcp.store.db import ensure_private_dir
 from gum_mcp.store.keys import FileSealer, file_sealer
+from gum_mcp.store.private_files import write_private
 
 if TYPE_CHECKING:
     from gum_mcp.store import Store

@@ -37,8 +37,9 @@ from typing import Any
 
 from gum_mcp.config import Settings
 from gum_mcp.domain import ForgetReport, to_ts
-from gum_mcp.store.db import FILE_MODE, ensure_private_dir
+from gum_mcp.store.db import ensure_private_dir
 from gum_mcp.store.keys import FileSealer, file_sealer
+from gum_mcp.store.private_files import write_private
 
 log = logging.getLogger("gum_mcp.observers")
 
@@ -123,22 +124,6 @@ def stamp_time(name: str) -> datetime | None:
     if not match:
         return None
     return datetime.strptime(match.group(1), STAMP_FORMAT).replace(tzinfo=UTC)
-
-
-def write_private(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Write `data` to `path` atomically, owner read/write only."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _unlink(path: Path) -> bool:

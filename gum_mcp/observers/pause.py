@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Final, Literal
 
 from gum_mcp.config import Settings
 from gum_mcp.domain import InvalidInput, utcnow
-from gum_mcp.store.db import FILE_MODE, ensure_private_dir
+from gum_mcp.store.db import ensure_private_dir
+from gum_mcp.store.private_files import write_private
 
 log = logging.getLogger("gum_mcp.observers")
 
@@ -44,7 +44,7 @@ def pause_observing(settings: Settings, until: datetime | None = None) -> None:
         "since": now.isoformat(),
     }
     ensure_private_dir(settings.data_dir)
-    _write_private(pause_path(settings), json.dumps(payload).encode())
+    write_private(pause_path(settings), json.dumps(payload).encode())
     log.info("observing paused %s", f"until {payload['until']}" if until else "indefinitely")
 
 
@@ -128,14 +128,3 @@ def show_pause(value: Paused) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return value
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

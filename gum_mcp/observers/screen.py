@@ -51,10 +51,11 @@ from gum_mcp.observers import imaging, masking, transcription
 from gum_mcp.observers.base import Observer
 from gum_mcp.observers.clock import Clock
 from gum_mcp.observers.exclusions import Exclusions
-from gum_mcp.observers.frames import Frame, FrameStore, write_private
+from gum_mcp.observers.frames import Frame, FrameStore
 from gum_mcp.observers.ocr import Box, OcrEngine, OcrError, default_engine
 from gum_mcp.observers.transcription import SYSTEM_PROMPT, ScreenSummary, ScreenTranscript
 from gum_mcp.observers.window import WindowError, WindowInfo, WindowReader, open_window_reader
+from gum_mcp.store.private_files import write_private
 
 if TYPE_CHECKING:
     import numpy as np

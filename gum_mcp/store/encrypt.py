@@ -50,6 +50,7 @@ from gum_mcp.store.keys import (
     store_state,
     write_marker,
 )
+from gum_mcp.store.private_files import write_private
 
 log = logging.getLogger("gum_mcp.store")
 
@@ -195,7 +196,7 @@ def export_plaintext(settings: Settings, target: Path, *, progress: Progress | N
             data = sealer.open(path.read_bytes())
         except (FileNotFoundError, ValueError):
             continue
-        _write_private(copy, data)
+        write_private(copy, data)
         written.append(copy)
     return written
 
@@ -331,7 +332,7 @@ def _seal_files(settings: Settings, sealer: Sealer, *, crash: str, say: Progress
         except ValueError:
             log.warning("%s opens with no key of this data directory; left as it is", path)
             continue
-        _write_private(path, sealer.seal(plain))
+        write_private(path, sealer.seal(plain))
         done += 1
         if done == 1:
             crash_point(f"{crash}:file")
@@ -349,19 +350,6 @@ def _files(*folders: Path) -> Iterator[Path]:
             for name in sorted(names):
                 if not name.startswith("."):  # temporary files of an interrupted write
                     yield Path(root) / name
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from gum_mcp.config import APP_NAME, ConfigError, Settings, parse_env_file
 from gum_mcp.store.crypto import PLAIN, PlainSealer, Sealer, check_value, sqlcipher_key
+from gum_mcp.store.private_files import write_private
 
 log = logging.getLogger("gum_mcp.store")
 
@@ -127,7 +128,7 @@ def write_marker(data_dir: Path, key: DataKey, *, rotating_from: DataKey | None 
     if rotating_from is not None:
         data["rotating_from"] = {"key_id": rotating_from.key_id, "check": rotating_from.check,
                                  "kept_in": rotating_from.source}
-    _write_private(marker_path(data_dir), (json.dumps(data, indent=2) + "\n").encode())
+    write_private(marker_path(data_dir), (json.dumps(data, indent=2) + "\n").encode(), sync_dir=True)
 
 
 def wants_encryption(settings: Settings) -> bool:
@@ -292,7 +293,7 @@ def keep_new_secret(data_dir: Path, key_id: str, secret: str) -> DataKey:
     if path.resolve().is_relative_to(data_dir.resolve()):
         raise KeyProblem(f"the key file folder {path.parent} is inside the data directory; set GUM_DB_KEY instead")
     _ensure_private_dir(path.parent)
-    _write_private(path, (secret + "\n").encode())
+    write_private(path, (secret + "\n").encode(), sync_dir=True)
     log.warning("no OS keychain (%s): the key of %s is kept in %s (0600). Keep a copy somewhere safe: "
                 "`gum-mcp key export` prints it", why_not, data_dir, path)
     return DataKey(secret, key_id, "key file", str(path))
@@ -397,21 +398,3 @@ def _ensure_private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.stat().st_mode & 0o777 != 0o700:
         path.chmod(0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, 0600, synced (the file and its folder)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
