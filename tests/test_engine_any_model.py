@@ -335,13 +335,17 @@ async def test_a_model_that_only_writes_markup_or_echoes_the_example_stores_noth
         {"observation_ids": [f"o{ids[0]}"], "reasoning": "r", "text": "<table border=", "confidence": 10,
          "decay": 5},
         {"observation_ids": [f"o{ids[0]}"], "reasoning": "r", "text": "Ysolde Marrowick edits kestrel-ledger.ods",
-         "confidence": 6, "decay": 5}]})
+         "confidence": 6, "decay": 5},
+        # what Gemma 3 270M did (bench/local_model.py): the example's claim, its person swapped for a real name
+        {"observation_ids": [f"o{ids[0]}"], "reasoning": "r", "text": "Ines is planning Q3 travel, including a "
+         "Vexholm offsite.", "confidence": 6, "decay": 5}]})
     assert await h.engine.step()
     assert h.current() == {}
     observation = h.store.get_observation(ids[0])
     assert observation.status == "pending" and observation.attempts == 1
     assert "proposition 1 is markup" in (observation.last_error or "")
     assert "proposition 2 is an echo of the prompt's example" in (observation.last_error or "")
+    assert "proposition 3 is an echo of the prompt's example" in (observation.last_error or "")
     [_, repair] = bodies(h.fake, "ProposeReply")
     note = repair["messages"][-1]["content"]
     assert "proposition 1 is markup" in note and "<table" not in note  # positions, never the texts

@@ -46,7 +46,10 @@ EXAMPLE_PERSON = "Ysolde Marrowick"
 EXAMPLE_APP = "Quillmarrow"
 EXAMPLE_FILE = "kestrel-ledger.ods"
 EXAMPLE_PROJECT = "Thimblewick"
-EXAMPLE_MARKERS = ("marrowick", "quillmarrow", "kestrel-ledger", "thimblewick")
+EXAMPLE_PLACE = "Vexholm"
+#: Gemma 3 270M, measured (bench/local_model.py), copies an example's claim with its person swapped for a
+#: real name: every invented word counts, the place included.
+EXAMPLE_MARKERS = ("marrowick", "quillmarrow", "kestrel-ledger", "thimblewick", "vexholm")
 
 
 @functools.lru_cache(maxsize=256)
@@ -122,8 +125,9 @@ def preamble(user: str, *, typed_ids: bool = True) -> str:
     conventions = f"""
 - Ids are typed: o12 is an observation, p34 a proposition, d3 a draft. Copy them exactly as shown, \
 each only where its kind belongs.
-- The example in these instructions is invented ({EXAMPLE_PERSON}, {EXAMPLE_APP}, {EXAMPLE_FILE} and \
-{EXAMPLE_PROJECT} do not exist); it shows the form of a reply, never its content.""" if typed_ids else ""
+- The example in these instructions is invented ({EXAMPLE_PERSON}, {EXAMPLE_APP}, {EXAMPLE_FILE}, \
+{EXAMPLE_PLACE} and {EXAMPLE_PROJECT} do not exist); it shows the form of a reply, never its content.""" \
+        if typed_ids else ""
     return f"""You are the inference engine of gum-mcp, a private user model that lives on {user}'s own \
 computer. It learns about {user} from observations of how they use it (screen transcriptions, file \
 activity, notes reported by AI assistants) so that assistants they authorise can help them better.

@@ -11,6 +11,7 @@ from gum_mcp.engine.prompts.common import (
     EXAMPLE_APP,
     EXAMPLE_FILE,
     EXAMPLE_PERSON,
+    EXAMPLE_PLACE,
     Reply,
     Score,
     preamble,
@@ -74,10 +75,10 @@ as a proposition; say what it means about {user}. Prefer fewer, stronger proposi
 valid answer when the observations say nothing about {user}.
 
 Example (invented, not about {user}): for <observation id="o0" kind="screen">{EXAMPLE_APP} - \
-{EXAMPLE_FILE} - sheet "Q3 travel" edited, row 14 "Lisbon offsite"</observation> one proposition is \
-{{"observation_ids": ["o0"], "reasoning": "They edited the Q3 travel sheet of {EXAMPLE_FILE}, adding \
-the Lisbon offsite.", "text": "{EXAMPLE_PERSON} is planning Q3 travel, including a Lisbon offsite, \
-in {EXAMPLE_FILE}", "confidence": 6, "decay": 5}}."""
+{EXAMPLE_FILE} - sheet "Q3 travel" edited, row 14 "{EXAMPLE_PLACE} offsite"</observation> one proposition \
+is {{"observation_ids": ["o0"], "reasoning": "They edited the Q3 travel sheet of {EXAMPLE_FILE}, adding \
+the {EXAMPLE_PLACE} offsite.", "text": "{EXAMPLE_PERSON} is planning Q3 travel, including a {EXAMPLE_PLACE} \
+offsite, in {EXAMPLE_FILE}", "confidence": 6, "decay": 5}}."""
 
 
 def propose_message(observations: Sequence[ObservationView]) -> str:
