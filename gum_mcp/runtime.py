@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -165,6 +165,23 @@ class Runtime:
     def close(self) -> None:
         """Close the store; call after run() has ended."""
         self.store.close()
+
+    def run_beside(self, serve: Callable[[], Awaitable[object]]) -> None:
+        """Run this runtime beside `serve` (an HTTP server, say) until `serve` returns or Ctrl-C, then
+        close the store: what `serve --http` and `gum-mcp ui` both do."""
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.run)
+                await serve()
+                tg.cancel_scope.cancel()
+
+        try:
+            anyio.run(main)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
 
     # -- the engine (owner only)
     async def _start_engine(self, tg: anyio.abc.TaskGroup) -> None:

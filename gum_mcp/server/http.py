@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from gum_mcp.config import Settings
 from gum_mcp.server.clients import Caller
 from gum_mcp.server.gate import Authenticate, Gate, is_loopback
@@ -79,16 +77,5 @@ def serve_http(settings: Settings, args: argparse.Namespace, build: Callable[[Ru
                            "`gum-mcp token add NAME --scope read,write` (it counts at once, no restart)"),
           file=sys.stderr)
 
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(runtime.run)
-            await uvicorn.Server(config).serve()
-            tg.cancel_scope.cancel()
-
-    try:
-        anyio.run(main)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        runtime.close()
+    runtime.run_beside(uvicorn.Server(config).serve)
     return 0

@@ -15,7 +15,6 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -108,17 +107,8 @@ def serve_ui(settings: Settings, args: argparse.Namespace) -> int:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True, name="gum-ui-browser").start()
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
 
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            await tg.start(runtime.run)
-            await uvicorn.Server(config).serve(sockets=[sock])
-            tg.cancel_scope.cancel()
-
     try:
-        anyio.run(main)
-    except KeyboardInterrupt:
-        pass
+        runtime.run_beside(lambda: uvicorn.Server(config).serve(sockets=[sock]))
     finally:
-        runtime.close()
         sock.close()
     return 0
