@@ -1,6 +1,6 @@
-"""The faster paths, for correctness (their speed lives in bench/embeddings.py and bench/retrieval.py): MiniLM in
-int8 against float32, batch invariance, the single-text cache, the batched dedup search, and BM25's split of
-common words at scale."""
+"""The faster paths, for correctness (their speed lives in bench/embeddings.py and bench/retrieval.py): MiniLM on
+onnxruntime against numpy, int8 against float32, batch invariance, the single-text cache, the batched dedup search,
+and BM25's split of common words at scale."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def test_int8_is_within_cosine_099_of_float32(models_dir) -> None:
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
     cosines = (a * b).sum(axis=1)
     assert cosines.min() >= 0.99, cosines
+
+
+def test_float32_on_onnxruntime_gives_numpys_vectors(models_dir) -> None:
+    from gum_mcp.index.minilm import MiniLM
+
+    onnx, reference = MiniLM(models_dir), MiniLM(models_dir, backend="numpy")
+    assert (onnx.backend, reference.backend) == ("onnx", "numpy")
+    texts = [*SENTENCES, " ".join(SENTENCES * 8)]  # the last one is truncated to 256 word pieces
+    np.testing.assert_allclose(onnx.embed(texts), reference.embed(texts), atol=1e-5)
+    with pytest.raises(ValueError):
+        MiniLM(models_dir, "int8", backend="numpy")
 
 
 def test_int8_does_not_depend_on_the_batch(models_dir) -> None:

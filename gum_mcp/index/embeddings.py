@@ -2,8 +2,8 @@
 
 - `Embedder`: `name` (e.g. "minilm:all-MiniLM-L6-v2"), `dim` and `embed(texts) -> (n, dim)` float32,
   L2-normalised rows. `embed` blocks (numpy or HTTP): async callers run it in a worker thread.
-- `MiniLMEmbedder`: all-MiniLM-L6-v2 run locally by `minilm.py` (the default; fully offline), in int8
-  (GUM_EMBEDDING_PRECISION, the default: `int8.py` on onnxruntime) or float32 (numpy); single texts cached.
+- `MiniLMEmbedder`: all-MiniLM-L6-v2 run locally by `minilm.py` (the default; fully offline), in float32 (the
+  default) or int8 (GUM_EMBEDDING_PRECISION), on onnxruntime (`onnx_encoder.py`); single texts cached.
 - `OpenAIEmbedder`: the OpenAI embeddings API (or a compatible server at OPENAI_BASE_URL); only built
   when GUM_EMBEDDING=openai.
 - `make_embedder(settings)`: the configured embedder, or None and a one-line reason (callers then fall
@@ -31,7 +31,6 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from gum_mcp.config import Settings
-from gum_mcp.index.int8 import Unsupported
 from gum_mcp.index.minilm import MiniLM
 from gum_mcp.index.models import (
     MINILM_NAME,
@@ -40,6 +39,7 @@ from gum_mcp.index.models import (
     find_minilm,
     model_status,
 )
+from gum_mcp.index.onnx_encoder import Unsupported
 
 
 class EmbeddingError(RuntimeError):
@@ -106,7 +106,7 @@ def _load_minilm(model_dir: Path, precision: str = "float32") -> MiniLM:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2, 384 dimensions, computed locally (numpy in float32, onnxruntime in int8). Loads the
+    """all-MiniLM-L6-v2, 384 dimensions, computed locally (onnxruntime, in float32 or int8). Loads the
     weights on creation.
 
     Both precisions share one name, so one vector space: the int8 vectors are within cosine 0.99 of the float32

@@ -1,4 +1,4 @@
-"""all-MiniLM-L6-v2 in numpy: the same vectors as sentence-transformers, without torch.
+"""all-MiniLM-L6-v2 without torch: the same vectors as sentence-transformers.
 
 BERT (6 layers, hidden 384, 12 heads, FFN 1536), mean pooling over the attention mask, then L2
 normalisation, exactly as the sentence-transformers pipeline in the model's modules.json. Inputs are
@@ -8,15 +8,21 @@ included). Tokenisation is the HF `tokenizers` library reading the model's token
 Weights come from model.safetensors through the small reader below (8-byte little-endian header
 length, JSON header, raw little-endian tensors); no safetensors/torch/transformers import.
 
-Speed: float32 throughout; Q, K and V are one fused matmul; the 1/sqrt(head dim) attention scale is
+Backends: the encoder layers run on onnxruntime (`onnx_encoder.py`: one graph, fused kernels) in float32 (the
+same vectors as numpy, cosine 0.9999998; 1.7x numpy for one query, 1.4x in bulk) or int8; the numpy
+implementation below is the reference and the fallback where onnxruntime cannot run (`backend="numpy"`).
+Tokenising, the embedding layer and mean pooling are numpy in both.
+
+numpy speed: float32 throughout; Q, K and V are one fused matmul; the 1/sqrt(head dim) attention scale is
 folded into the query weights and the token-type row into the position table; texts are sorted by
 length and cut into forward passes of at most `token_budget` tokens, so padding stays small and the
 activations stay in cache; the feed-forward layer and the exact (erf) GELU run in row blocks; work is
 done in place where numpy allows.
 
-Cores: gum_mcp runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread
-hand-offs than they gain), so a call of several passes runs them on `workers` threads (the caller plus
-a small pool), one pass per core.
+Cores: a call of several passes runs them on `workers` threads (the caller plus a small pool). numpy
+runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread hand-offs than
+they gain), so one pass per core; onnxruntime gives each pass ONNX_PASS_THREADS cores (a single query
+or long text finishes sooner), so one pass per that many cores.
 
 Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
 arrays. A gate admits at most `workers` passes at once across all calls, one-pass calls (queries)
@@ -30,6 +36,7 @@ import ctypes
 import heapq
 import itertools
 import json
+import logging
 import math
 import os
 import struct
@@ -41,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from gum_mcp.index.int8 import Int8Encoder
+from gum_mcp.index.onnx_encoder import OnnxEncoder, Unsupported
 
 # -- safetensors
 
@@ -119,11 +126,20 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 # -- the model
 
-#: "float32": numpy, the same vectors as sentence-transformers; "int8": the encoder's matmuls in int8 on
-#: onnxruntime (`int8.py`), about 2.5x faster, cosine >= 0.99 to float32.
+#: "float32": the same vectors as sentence-transformers; "int8": the encoder's matmuls in int8 on onnxruntime
+#: (`onnx_encoder.py`), about 2.5x faster in bulk, cosine >= 0.99 to float32.
 PRECISIONS = ("float32", "int8")
-#: Tokens per forward pass in int8: onnxruntime's fixed cost per run is paid over more tokens.
+#: "onnx": the encoder layers on onnxruntime (numpy when onnxruntime cannot run them, float32 only); "numpy":
+#: the reference implementation below, float32 only.
+BACKENDS = ("onnx", "numpy")
+#: Threads per forward pass on onnxruntime: one pass on two cores takes 0.55-0.7x the time of a pass on one
+#: (a query, the engine's one long audit query), while bulk throughput drops by a tenth against two
+#: one-core passes side by side (bench/embeddings.py); more threads per pass gain little at these sizes.
+ONNX_PASS_THREADS = 2
+#: Tokens per forward pass in int8: onnxruntime's fixed cost per run is paid over more tokens. (float32 is
+#: fastest at the numpy budget: its larger activations stay in cache.)
 INT8_TOKEN_BUDGET = 1024
+log = logging.getLogger("gum_mcp.index")
 
 
 class MiniLM:
@@ -136,9 +152,11 @@ class MiniLM:
     ffn_rows = 128
     gelu_rows = 64
 
-    def __init__(self, model_dir: Path, precision: str = "float32") -> None:
+    def __init__(self, model_dir: Path, precision: str = "float32", backend: str = "onnx") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if backend not in BACKENDS or (backend == "numpy" and precision != "float32"):
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (numpy in float32 only), not {backend!r}")
         model_dir = Path(model_dir)
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         st_config = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
@@ -205,13 +223,25 @@ class MiniLM:
                 (get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
             ))
         tensors.clear()  # drop the memory map; everything above is a private copy
-        #: "float32" (numpy, the reference) or "int8" (the encoder on onnxruntime, `int8.py`).
         self.precision = precision
-        self._int8: Int8Encoder | None = None
-        if precision == "int8":
-            self._int8 = Int8Encoder(self.layers, self.hidden, self.heads, self.eps)
-            self.token_budget = INT8_TOKEN_BUDGET
-        self.workers = default_workers()
+        #: The encoder layers on onnxruntime, or None: numpy (`backend`).
+        self._encoder: OnnxEncoder | None = None
+        cpus = usable_cpus()
+        if backend == "onnx":
+            try:
+                self._encoder = OnnxEncoder(self.layers, self.hidden, self.heads, self.eps, precision,
+                                            threads=min(ONNX_PASS_THREADS, cpus))
+            except Unsupported as exc:
+                if precision != "float32":
+                    raise
+                log.warning("onnxruntime cannot run the encoder (%s); embedding with numpy, about half as fast", exc)
+        self.backend = "numpy" if self._encoder is None else "onnx"
+        if self._encoder is not None:
+            self.layers = []  # onnxruntime holds its own copy of the weights
+            if precision == "int8":
+                self.token_budget = INT8_TOKEN_BUDGET
+        # passes at once: numpy runs one per core (single-threaded BLAS), onnxruntime one per ONNX_PASS_THREADS
+        self.workers = default_workers() if self._encoder is None else max(1, min(cpus // ONNX_PASS_THREADS, 8))
         self._gate = _Gate(self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -300,10 +330,10 @@ class MiniLM:
         _layer_norm(x, *self.emb_ln, self.eps)
         # Additive attention bias for padded keys: (b, 1, 1, t).
         bias = None
-        if padded or self._int8 is not None:
+        if padded or self._encoder is not None:
             bias = np.where(mask, np.float32(0.0), np.float32(-1e30)).astype(np.float32)[:, None, None, :]
-        if self._int8 is not None:
-            x = self._int8(x, bias, b, t)
+        if self._encoder is not None:
+            x = self._encoder(x, bias, b, t)
             return _pool(x.reshape(b, t, h), mask, lengths, padded)
 
         for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:
@@ -356,15 +386,20 @@ def default_workers() -> int:
     a thread per core. gum_mcp sets OPENBLAS_NUM_THREADS=1 (see gum_mcp/__init__.py), so on 2 cores
     two passes run side by side, one per core; with BLAS on every core, passes take turns instead.
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     per_pass = openblas_threads()
     if per_pass is None:
         blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or ""
         per_pass = int(blas) if blas.isdigit() and int(blas) > 0 else cpus
     return max(1, min(cpus // per_pass, 8))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 _OPENBLAS_GETTERS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
