@@ -1,7 +1,7 @@
 """Store throughput, encrypted vs plaintext side by side: durable inserts per second (batched and
 single), and listing a page among 100,000 propositions.
 
-    .venv/bin/python bench/store.py [--propositions 100000] [--durability normal|full] [--runs 5]
+    .venv/bin/python bench/store.py [--propositions 100000] [--durability normal|full] [--runs 15]
                                     [--modes encrypted,plaintext,stdlib]
 
 Modes, each its own data directory, measured in one process with the runs interleaved (so a noisy
@@ -98,7 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--propositions", type=int, default=100_000)
     parser.add_argument("--durability", choices=("normal", "full"), default="normal")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--modes", default="encrypted,plaintext", help=f"comma-separated, of {', '.join(MODES)}")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -113,11 +113,12 @@ def main() -> None:
         try:
             batched: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
             single: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-            for _ in range(args.runs):  # interleaved
-                for mode in modes:
+            for run in range(args.runs):  # interleaved, in alternating order
+                order = modes if run % 2 == 0 else modes[::-1]
+                for mode in order:
                     batched[mode].append(bench_inserts(stores[mode], texts, 100, 5_000))
-                for mode in modes:
-                    single[mode].append(bench_inserts(stores[mode], texts, 1, 1_000))
+                for mode in order:
+                    single[mode].append(bench_inserts(stores[mode], texts, 1, 500))
             for mode in modes:
                 seed_propositions(stores[mode], args.propositions, texts)
             pages: dict[tuple[str, str], list[float]] = {}

@@ -3,9 +3,10 @@
 The raw-byte privacy tests (forgetting, redaction) search the files of the data directory for words
 that must be gone. On an encrypted store the files hold no plaintext at all, so such a search would
 pass even if a forget failed. `readable_bytes` therefore decrypts every page of gum.sqlite3 and of
-its WAL, live and free pages alike (SQLCipher 4 layout: 4096-byte pages, each ending in an 80-byte
-reserve of IV (16) and HMAC (64); page 1 starts with the 16-byte salt; WAL frames carry a 24-byte
-header), and returns that, so a forgotten word left in a free page is still caught.
+its WAL, live and free pages alike (SQLCipher 4 layout: 4096-byte pages, each ending in a reserve of
+IV (16) and HMAC (64 for HMAC-SHA512, SQLCipher's default and older stores'; 32 for HMAC-SHA256, what
+the store writes now: asked of SQLCipher itself); page 1 starts with the 16-byte salt; WAL frames carry
+a 24-byte header), and returns that, so a forgotten word left in a free page is still caught.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gum_mcp.config import load_settings
 from gum_mcp.store.crypto import derive
+from gum_mcp.store.db import connect
 from gum_mcp.store.keys import find_key, store_state
 
 PAGE = 4096
-RESERVE = 80
+IV = 16
+HMAC_BYTES = {"HMAC_SHA512": 64, "HMAC_SHA256": 32}
 SALT = 16
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -41,26 +44,36 @@ def readable_bytes(data_dir: Path, name: str = "gum.sqlite3") -> bytes:
     key = find_key(load_settings(env={}, cwd=data_dir, data_dir=data_dir))
     assert key is not None
     raw_key = derive(key.secret, "sqlcipher")
-    out = [decrypt_pages(path.read_bytes(), raw_key)]
+    reserve = page_reserve(path, key.sqlcipher)
+    out = [decrypt_pages(path.read_bytes(), raw_key, reserve)]
     wal = Path(f"{path}-wal")
     if wal.exists():
         data = wal.read_bytes()
         frame = FRAME_HEADER + PAGE
         for start in range(WAL_HEADER, len(data) - frame + 1, frame):
             number = int.from_bytes(data[start : start + 4], "big")
-            out.append(_decrypt_page(data[start + FRAME_HEADER : start + frame], raw_key, first=number == 1))
+            out.append(_decrypt_page(data[start + FRAME_HEADER : start + frame], raw_key, reserve, first=number == 1))
     return b"".join(out)
 
 
-def decrypt_pages(data: bytes, raw_key: bytes) -> bytes:
-    return b"".join(_decrypt_page(data[start : start + PAGE], raw_key, first=start == 0)
+def page_reserve(path: Path, sqlcipher_key: str) -> int:
+    """Bytes at the end of each page (IV and HMAC) of the encrypted file at `path`, as SQLCipher opens it."""
+    conn = connect(path, sqlcipher_key, read_only=True)
+    try:
+        return IV + HMAC_BYTES[conn.execute("PRAGMA cipher_hmac_algorithm").fetchone()[0]]
+    finally:
+        conn.close()
+
+
+def decrypt_pages(data: bytes, raw_key: bytes, reserve: int) -> bytes:
+    return b"".join(_decrypt_page(data[start : start + PAGE], raw_key, reserve, first=start == 0)
                     for start in range(0, len(data) - PAGE + 1, PAGE))
 
 
-def _decrypt_page(page: bytes, raw_key: bytes, *, first: bool) -> bytes:
-    iv = page[PAGE - RESERVE : PAGE - RESERVE + 16]
-    if iv == bytes(16) and page == bytes(PAGE):  # a page never written
+def _decrypt_page(page: bytes, raw_key: bytes, reserve: int, *, first: bool) -> bytes:
+    iv = page[PAGE - reserve : PAGE - reserve + IV]
+    if iv == bytes(IV) and page == bytes(PAGE):  # a page never written
         return b""
-    body = page[SALT if first else 0 : PAGE - RESERVE]
+    body = page[SALT if first else 0 : PAGE - reserve]
     decryptor = Cipher(algorithms.AES(raw_key), modes.CBC(iv)).decryptor()
     return decryptor.update(body) + decryptor.finalize()

@@ -22,11 +22,11 @@ from gum_mcp.domain import BatchResult, NewObservation, NewProposition, Proposit
 from gum_mcp.observers.files import FileCache
 from gum_mcp.observers.frames import FrameStore
 from gum_mcp.store import Store
-from gum_mcp.store.crypto import MAGIC, Sealer
-from gum_mcp.store.db import cipher_version
+from gum_mcp.store.crypto import MAGIC, Sealer, sqlcipher_key
+from gum_mcp.store.db import PAGE_HMAC, cipher_version, connect
 from gum_mcp.store.keys import KeyProblem, file_sealer, find_key, key_file, marker_path, store_state
 from tests.conftest import PYTHON, REPO, gum_env, make_settings
-from tests.sqlcipher_pages import raw_file_bytes, readable_bytes
+from tests.sqlcipher_pages import page_reserve, raw_file_bytes, readable_bytes
 
 SECRET_WORDS = (b"quokkaclinic", b"zebrafinch", b"Priya")
 A_KEY = "7f" * 32
@@ -75,6 +75,42 @@ def test_a_new_store_is_encrypted_and_its_files_hold_no_plaintext(tmp_path: Path
     with Store.open(settings) as store:  # reopened: the same key is found
         assert store.get_proposition(pid).reasoning == "zebrafinch calendar"
     assert cipher_version() and cipher_version().startswith("4.")
+
+
+def test_a_store_made_with_sqlciphers_older_page_hmac_opens_reads_and_writes(tmp_path: Path) -> None:
+    """New files authenticate pages with HMAC-SHA256; stores made before (SQLCipher 4's default,
+    HMAC-SHA512) still open, read and write."""
+    settings = make_settings(tmp_path / "data", encrypt=True)
+    with Store.open(settings) as store:
+        pid = fill(store)
+        version = store.db.version()
+    key = find_key(settings)
+    assert page_reserve(settings.db_path, key.sqlcipher) == 16 + 32  # IV + HMAC-SHA256
+    legacy = tmp_path / "legacy.sqlite3"  # the same store as an older version wrote it
+    conn = connect(settings.db_path, key.sqlcipher)
+    try:
+        conn.execute("PRAGMA cipher_default_hmac_algorithm = HMAC_SHA512")  # process-wide: restored below
+        conn.execute(f"ATTACH DATABASE ? AS legacy KEY {key.sqlcipher}", (str(legacy),))
+        conn.execute("SELECT sqlcipher_export('legacy')")
+        conn.execute(f"PRAGMA legacy.user_version = {version}")
+        conn.execute("DETACH DATABASE legacy")
+    finally:
+        conn.execute(f"PRAGMA cipher_default_hmac_algorithm = {PAGE_HMAC}")
+        conn.close()
+    os.replace(legacy, settings.db_path)
+    assert page_reserve(settings.db_path, key.sqlcipher) == 16 + 64  # IV + HMAC-SHA512
+    with Store.open(settings) as store:
+        assert store.get_proposition(pid).text == "Priya sees a doctor at quokkaclinic"
+        [obs] = store.add_observations([NewObservation(content="zebrafinch feeding at noon", kind="screen")])
+    with Store.open(settings) as store:
+        assert store.get_observation(obs.id).content == "zebrafinch feeding at noon"
+    assert b"zebrafinch feeding" in readable_bytes(settings.data_dir)
+    assert not [w for w in SECRET_WORDS if w in raw_file_bytes(settings.data_dir)]
+    with pytest.raises(KeyProblem):
+        connect(settings.db_path, sqlcipher_key("5a" * 32))  # a wrong key fails under both
+    rotated = run_cli(settings.data_dir, "key", "rotate")  # rewrites it the current way
+    assert rotated.returncode == 0, rotated.stderr
+    assert page_reserve(settings.db_path, find_key(settings).sqlcipher) == 16 + 32
 
 
 def test_gum_encrypt_0_keeps_a_new_store_plaintext_and_an_existing_plaintext_store_stays_readable(
