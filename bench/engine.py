@@ -218,7 +218,9 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                 print(f"  (embedded {seeded:,} seeded propositions in {time.perf_counter() - started:.0f} s)")
             retriever = Retriever(store, index, None if hybrid else "benchmark: BM25 only")
             catch_ups: list[float] = []
-            spans: list[tuple[float, float]] = []  # each retrieval call's (start, end): the gather's wall time
+            # each retrieval call's (start, end, batched?): per batch, the first single call is the audit's
+            # context search (the audit runs first); the others, and the batched call, are the drafts' gather
+            spans: list[tuple[float, float, bool]] = []
 
             # What the runtime wires (`Runtime.related_fn`): the dedup search, and its batched form when this
             # code has one (`dedup_search_many`); older code is measured as it ran, a search per draft.
@@ -229,7 +231,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                 try:
                     return await anyio.to_thread.run_sync(dedup_module.dedup_search, store, retriever.index, text, k)
                 finally:
-                    spans.append((started, time.perf_counter()))
+                    spans.append((started, time.perf_counter(), False))
 
             async def related_many(texts: list[str], k: int) -> list[Any]:
                 started = time.perf_counter()
@@ -237,7 +239,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                     return await anyio.to_thread.run_sync(dedup_module.dedup_search_many, store, retriever.index,
                                                           texts, k)
                 finally:
-                    spans.append((started, time.perf_counter()))
+                    spans.append((started, time.perf_counter(), True))
 
             if hasattr(dedup_module, "dedup_search_many"):
                 related.many = related_many  # type: ignore[attr-defined]
@@ -249,6 +251,8 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
 
             engine = Engine(store, provider, settings, related=related, failure_backoff=0, after_commit=[collect])
             overheads, related_per_batch, commits = [], [], []
+            audit_per_batch: list[float] = []
+            gather_per_batch: list[float] = []
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
                 store.add_observations([
@@ -267,7 +271,10 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                         raise SystemExit(f"a batch failed: {engine.status().last_error}")
                     outcome = outcomes[-1]
                     overheads.append(elapsed - outcome.llm_seconds)
-                    related_per_batch.append(_covered(spans))
+                    related_per_batch.append(_covered([(a, b) for a, b, _ in spans]))
+                    audit = next((n for n, (_, _, batched) in enumerate(spans) if not batched), None)
+                    audit_per_batch.append(_covered([spans[audit][:2]] if audit is not None else []))
+                    gather_per_batch.append(_covered([span[:2] for n, span in enumerate(spans) if n != audit]))
                     commits.append(outcome.seconds)
                     if index is not None:
                         started = time.perf_counter()
@@ -282,6 +289,8 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                 "observations": len(rows),
                 "overhead_ms": [x * 1000 for x in overheads],
                 "related_ms": [x * 1000 for x in related_per_batch],
+                "audit_context_ms": [x * 1000 for x in audit_per_batch],
+                "gather_ms": [x * 1000 for x in gather_per_batch],
                 "llm_calls": sum(o.llm_calls for o in outcomes),
                 "http_requests": len(calls),
                 "tokens": tokens,
@@ -312,6 +321,9 @@ def report(result: dict[str, Any]) -> None:
           f"p95 {percentile(over, 0.95):6.1f} ms   max {max(over):6.1f} ms")
     print(f"  of which retrieval (gather, audit context; wall, {result['retrieval']}): "
           f"median {statistics.median(rel):6.1f} ms   p95 {percentile(rel, 0.95):6.1f} ms")
+    for label, key in (("the drafts' gather", "gather_ms"), ("the audit's context search", "audit_context_ms")):
+        values = result[key]
+        print(f"    {label}: median {statistics.median(values):6.1f} ms   p95 {percentile(values, 0.95):6.1f} ms")
     if result["catch_up_ms"]:
         print(f"index catch-up after each batch (beside the engine): median "
               f"{statistics.median(result['catch_up_ms']):6.1f} ms")

@@ -820,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    # Every file a command creates in the data dir is private, whoever creates it (Chroma uses the umask);
+    # Every file a command creates in the data dir is private, whoever creates it (libraries use the umask);
     # `install` writes the clients' own config files, which keep their usual modes.
     previous_umask = None if args.handler is cmd_install else private_umask()
     try:

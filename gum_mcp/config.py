@@ -86,7 +86,7 @@ class Settings(BaseModel):
     # -- embeddings and vector index
     embedding: Literal["minilm", "openai", "none"] = Field("minilm", alias="GUM_EMBEDDING")
     embedding_model: str | None = Field(None, alias="GUM_EMBEDDING_MODEL")
-    # MiniLM's arithmetic: float32 (numpy, the reference) or int8 (onnxruntime, ~2.5x faster, cosine >= 0.99)
+    # MiniLM's arithmetic: float32 (the reference vectors) or int8 (~2.5x faster in bulk, cosine >= 0.99)
     embedding_precision: Literal["float32", "int8"] = Field("float32", alias="GUM_EMBEDDING_PRECISION")
     models_dir: Path = Field(default_factory=default_models_dir, alias="GUM_MODELS_DIR")
     chroma_url: str | None = Field(None, alias="GUM_CHROMA_URL")
@@ -194,6 +194,8 @@ class Settings(BaseModel):
 
     @property
     def chroma_dir(self) -> Path:
+        """Where versions before vectors.sqlite3 kept a plaintext data dir's index (deleted on open, or
+        moved by `gum-mcp encrypt`)."""
         return self.data_dir / "chroma"
 
     @property
@@ -210,7 +212,7 @@ class Settings(BaseModel):
 
     @property
     def vectors_path(self) -> Path:
-        """The encrypted store's vectors (SQLCipher), in place of chroma/ (gum_mcp/index/vector_store.py)."""
+        """The local vector index (SQLite; SQLCipher when the store is encrypted): gum_mcp/index/vector_store.py."""
         return self.data_dir / "vectors.sqlite3"
 
 

@@ -41,7 +41,7 @@ def check_data_dir(settings: Settings) -> Check:
     from gum_mcp.store.permissions import loose_paths
 
     mode = stat.S_IMODE(path.stat().st_mode)
-    # every file and folder under it, the vector index's (Chroma's) too
+    # every file and folder under it, whoever wrote it
     loose = [str(p.relative_to(path)) for p in loose_paths(path) if p != path]
     if mode & 0o077 or loose:
         shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
@@ -104,9 +104,14 @@ def check_embedding(settings: Settings) -> Check:
 def check_index_backend(settings: Settings) -> Check:
     """Where the vector index lives, and for a Chroma server (GUM_CHROMA_URL) whether it answers."""
     if not settings.chroma_url:
-        if settings.vectors_path.exists():
-            return Check("OK", "index backend", f"local, encrypted: {settings.vectors_path}")
-        return Check("OK", "index backend", f"local Chroma: {settings.chroma_dir}")
+        from gum_mcp.store.keys import store_state
+
+        kind = "encrypted" if store_state(settings.db_path) == "encrypted" else "plaintext"
+        if kind == "plaintext" and settings.chroma_dir.exists():
+            return Check("WARN", "index backend", f"local, {kind}: {settings.vectors_path}; {settings.chroma_dir} "
+                         "is an older version's index", "the owning process deletes it on its next start "
+                         "(or delete it yourself); the index is rebuilt")
+        return Check("OK", "index backend", f"local, {kind}: {settings.vectors_path}")
     from gum_mcp.index.vector_index import collection_names, make_client, server_namespace
 
     url = settings.chroma_url

@@ -81,3 +81,19 @@ def test_observer_checks(env: Path, capsys, monkeypatch, tmp_path: Path) -> None
     assert code == 1
     assert checks["screen"]["level"] == "FAIL" and "display" in checks["screen"]["detail"].lower()
     assert checks["watch dirs"]["level"] == "FAIL" and "no-such-folder" in checks["watch dirs"]["detail"]
+
+
+def test_the_index_backend_names_the_local_vectors_file_and_an_old_chroma_folder(tmp_path: Path) -> None:
+    from gum_mcp.doctor import check_index_backend
+
+    plain = make_settings(tmp_path / "plain")
+    Store.open(plain).close()
+    check = check_index_backend(plain)
+    assert check.level == "OK" and check.detail == f"local, plaintext: {plain.vectors_path}"
+    (plain.chroma_dir / "0b8f").mkdir(parents=True)  # what a version before vectors.sqlite3 left
+    check = check_index_backend(plain)
+    assert check.level == "WARN" and str(plain.chroma_dir) in check.detail and "deletes it" in check.hint
+    encrypted = make_settings(tmp_path / "encrypted", encrypt=True)
+    Store.open(encrypted).close()
+    check = check_index_backend(encrypted)
+    assert check.level == "OK" and check.detail == f"local, encrypted: {encrypted.vectors_path}"

@@ -1,8 +1,10 @@
 """The vector index of an encrypted data dir: vectors in the encrypted vectors.sqlite3, searched in
-memory (gum_mcp/index/vector_store.py). The index's own tests run here again on it, unchanged."""
+memory (gum_mcp/index/vector_store.py). The index's own tests (test_vector_index.py, on a plaintext
+vectors.sqlite3) run here again on it, unchanged."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,10 +13,12 @@ import numpy as np
 import pytest
 
 from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
-from gum_mcp.index.vector_index import VectorIndex, make_client, run_reindex
+from gum_mcp.index.vector_index import VectorIndex, make_client, open_index, run_reindex
 from gum_mcp.index.vector_store import SealedClient, SealedCollection
 from gum_mcp.runtime import Runtime
 from gum_mcp.store import Store
+from gum_mcp.store.encrypt import describe_encryption, encryption_status, export_plaintext
+from gum_mcp.store.keys import store_state
 from tests import test_vector_index as plain
 from tests.conftest import eventually, make_settings
 
@@ -31,7 +35,7 @@ def settings(tmp_path: Path):
     return make_settings(tmp_path / "data", encrypt=True)
 
 
-# The index's own behaviour, on the sealed client (the tests that look into chroma/ stay plaintext-only).
+# The index's own behaviour, on the encrypted file (the tests that read its raw bytes stay plaintext-only).
 test_catch_up_applies_a_commit_the_index_missed = plain.test_catch_up_applies_a_commit_the_index_missed
 test_a_forget_done_by_another_process_leaves_the_index = plain.test_a_forget_done_by_another_process_leaves_the_index
 test_retired_propositions_leave_the_index_and_successors_enter = (
@@ -43,6 +47,8 @@ test_an_idle_catch_up_writes_nothing = plain.test_an_idle_catch_up_writes_nothin
 test_an_index_behind_the_compacted_log_rebuilds = plain.test_an_index_behind_the_compacted_log_rebuilds
 test_rebuild_reports_progress_and_reindex_counts = plain.test_rebuild_reports_progress_and_reindex_counts
 test_read_only_opens_never_write = plain.test_read_only_opens_never_write
+test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open = (
+    plain.test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open)
 
 
 def seed(store: Store, texts=FACTS) -> list[int]:
@@ -77,15 +83,23 @@ def test_an_encrypted_store_gets_the_sealed_index_and_no_chroma_files(settings, 
     assert raw[:16] != b"SQLite format 3\x00"
 
 
-def test_a_plaintext_store_keeps_chroma(tmp_path: Path, embedder) -> None:
+def test_a_plaintext_store_gets_the_same_index_in_a_plaintext_file(tmp_path: Path, embedder) -> None:
     settings = make_settings(tmp_path / "data", encrypt=False)
     with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:
-        seed(store)
+        ids = seed(store)
         index.catch_up(store)
-        assert not isinstance(index.client, SealedClient)
-    assert (settings.chroma_dir / "chroma.sqlite3").exists() and not settings.vectors_path.exists()
-    client = make_client(settings)
-    assert not isinstance(client, SealedClient)
+        assert isinstance(index.client, SealedClient) and index.location == str(settings.vectors_path)
+        assert index.query("propositions", "getting ready for a running race", 1)[0].id == ids[0]
+    assert not settings.chroma_dir.exists() and store_state(settings.vectors_path) == "plaintext"
+    with settings.vectors_path.open("rb") as handle:
+        assert handle.read(16) == b"SQLite format 3\x00"
+    client = make_client(settings, create=False)
+    try:
+        assert isinstance(client, SealedClient)
+        with client.read() as conn:
+            assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    finally:
+        client.close()
 
 
 def test_the_owner_answers_by_keyword_with_a_note_while_the_sealed_index_loads(
@@ -165,3 +179,41 @@ def test_a_large_sealed_collection_is_searched_through_clusters_and_stays_consis
                                                                                                   rel=1e-5)
     finally:
         client.close()
+
+
+def test_decrypt_to_copies_the_index_in_plaintext_and_the_copy_opens_without_a_key(tmp_path: Path, embedder) -> None:
+    settings = make_settings(tmp_path / "data", encrypt=True)
+    with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:
+        ids = seed(store)
+        index.catch_up(store)
+    out = tmp_path / "copy"
+    written = export_plaintext(settings, out)
+    assert {out / "gum.sqlite3", out / "vectors.sqlite3"} <= set(written)
+    assert store_state(out / "gum.sqlite3") == store_state(out / "vectors.sqlite3") == "plaintext"
+    copy = make_settings(out, encrypt=False)
+    with Store.open(copy) as store, VectorIndex.open(copy, embedder) as index:
+        report = index.catch_up(store)
+        assert report.rebuilt == [] and report.upserted == 0  # the vectors came along: nothing embedded again
+        assert index.query("propositions", "getting ready for a running race", 1)[0].id == ids[0]
+    assert not copy.chroma_dir.exists() and not (out / "encryption.json").exists()
+    assert store_state(settings.vectors_path) == "encrypted"  # the data dir itself is unchanged
+
+
+def test_a_plaintext_vectors_file_beside_an_encrypted_store_is_rebuilt_by_the_owner(tmp_path: Path, embedder) -> None:
+    plain = make_settings(tmp_path / "plain", encrypt=False)
+    with Store.open(plain) as store, VectorIndex.open(plain, embedder) as index:
+        seed(store)
+        index.catch_up(store)
+    settings = make_settings(tmp_path / "data", encrypt=True)
+    with Store.open(settings) as store:
+        ids = seed(store)
+    shutil.copy(plain.vectors_path, settings.vectors_path)  # what an interrupted `gum-mcp encrypt` can leave
+    assert "vectors.sqlite3 is plaintext" in describe_encryption(encryption_status(settings))
+    index, reason = open_index(settings, embedder=embedder, read_only=True)  # a follower leaves it alone
+    assert index is None and "plaintext" in reason and store_state(settings.vectors_path) == "plaintext"
+    with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:
+        report = index.catch_up(store)
+        assert set(report.rebuilt) == {"propositions", "observations"}
+        assert index.query("propositions", "getting ready for a running race", 1)[0].id == ids[0]
+    assert store_state(settings.vectors_path) == "encrypted"
+    assert "leftover" not in encryption_status(settings)

@@ -20,6 +20,7 @@ from gum_mcp.store.db import CRASH_ENV
 from gum_mcp.store.encrypt import ENCRYPT_CRASH_POINTS, ROTATE_CRASH_POINTS
 from gum_mcp.store.keys import file_sealer, find_key, read_marker, store_state
 from tests.conftest import PYTHON, REPO, gum_env, make_settings
+from tests.test_vector_index import legacy_chroma_index, stored_vector
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -29,14 +30,18 @@ FILE = b"Priya: quokkaclinic notes\n"
 CLAIM = "Priya sees a doctor at quokkaclinic"
 
 
-def seed(data_dir: Path, *, encrypt: bool, embedder=None) -> int:
+def seed(data_dir: Path, *, encrypt: bool, embedder=None, legacy: bool = False) -> int:
+    """A store with one proposition and its observation, a screenshot and a cached file; with `embedder` its
+    vector index too: vectors.sqlite3, or with `legacy` the chroma/ folder a version before it left."""
     settings = make_settings(data_dir, encrypt=encrypt)
     with Store.open(settings) as store:
         obs = store.add_observation("Priya books quokkaclinic for Tuesday", kind="screen")
         [pid] = store.complete_batch(BatchResult(observation_ids=(obs.id,), new=(NewProposition(
             draft=PropositionDraft(text=CLAIM, reasoning="zebrafinch calendar", confidence=7, decay=4),
             evidence=(obs.id,)),)))
-        if embedder is not None:
+        if embedder is not None and legacy:
+            legacy_chroma_index(settings, store, embedder)
+        elif embedder is not None:
             with VectorIndex.open(settings, embedder) as index:
                 index.catch_up(store)
     FrameStore(settings).save(datetime.now(UTC), [IMAGE], "png", app="XTerm", title="Priya's zebrafinch",
@@ -65,11 +70,11 @@ def assert_whole(data_dir: Path, pid: int) -> None:
     assert FileCache(settings.files_cache_dir, file_sealer(settings)).get("/home/p/notes.md") == FILE
 
 
-def assert_no_plaintext(data_dir: Path) -> None:
+def assert_no_plaintext(data_dir: Path, *needles: bytes) -> None:
     for path in data_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert not [w for w in WORDS if w in data], path
+            assert not [w for w in (*WORDS, *needles) if w and w in data], path
             assert b"SQLite format 3" not in data[:16], path
 
 
@@ -77,8 +82,15 @@ def assert_no_plaintext(data_dir: Path) -> None:
 def test_encrypt_killed_at_every_step_leaves_a_whole_store_and_finishes_when_run_again(
         tmp_path: Path, point: str, embedder) -> None:
     data_dir = tmp_path / "data"
-    pid = seed(data_dir, encrypt=False, embedder=embedder)
-    assert (data_dir / "chroma").exists() and store_state(data_dir / "gum.sqlite3") == "plaintext"
+    legacy = point == "encrypt:chroma"  # the step that moves an older version's chroma/ folder
+    pid = seed(data_dir, encrypt=False, embedder=embedder, legacy=legacy)
+    assert store_state(data_dir / "gum.sqlite3") == "plaintext"
+    if legacy:
+        assert (data_dir / "chroma").exists() and not (data_dir / "vectors.sqlite3").exists()
+        vector = b""
+    else:
+        assert store_state(data_dir / "vectors.sqlite3") == "plaintext" and not (data_dir / "chroma").exists()
+        vector = stored_vector(make_settings(data_dir), "propositions", pid)
 
     crashed = run(data_dir, "encrypt", crash=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
@@ -90,10 +102,10 @@ def test_encrypt_killed_at_every_step_leaves_a_whole_store_and_finishes_when_run
     assert finished.returncode == 0, finished.stderr
     assert "is encrypted" in finished.stdout or "already encrypted" in finished.stdout
     assert store_state(data_dir / "gum.sqlite3") == "encrypted"
-    assert not (data_dir / "chroma").exists() and (data_dir / "vectors.sqlite3").exists()
+    assert not (data_dir / "chroma").exists() and store_state(data_dir / "vectors.sqlite3") == "encrypted"
     assert not list(data_dir.glob("*.rekeying*"))
     assert_whole(data_dir, pid)
-    assert_no_plaintext(data_dir)
+    assert_no_plaintext(data_dir, vector[:48], vector[-48:])
     settings = make_settings(data_dir)
     with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:
         report = index.catch_up(store)

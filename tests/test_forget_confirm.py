@@ -1,6 +1,7 @@
 """Forget by description asks first: through a real mcp.Client, in both protocol eras, over hybrid and
 keyword-only retrieval, with the queries a careless user or an attacker would send. Every check of
-what was forgotten reads the raw bytes of every file of the data dir (database, WAL, index, logs)."""
+what was forgotten reads the raw bytes of every file of the data dir (database, WAL, index, logs), on a
+plaintext data dir and, for hybrid retrieval, on an encrypted one too (every page decrypted)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from gum_mcp.domain import BatchResult, NewObservation, NewProposition, Proposit
 from gum_mcp.runtime import Runtime
 from gum_mcp.server import build_server
 from gum_mcp.server.confirm import TOKEN_TTL, confirmations
-from tests.conftest import make_settings
+from tests.conftest import eventually, make_settings
+from tests.test_vector_index import pieces, stored_vector
 
 pytestmark = pytest.mark.anyio
 
 MODES = ["legacy", "2026-07-28"]
-RETRIEVAL = ["hybrid", "keyword"]
+RETRIEVAL = ["hybrid", "hybrid-encrypted", "keyword"]
 FACTS = {
     "budget": ("Excel - Budget-Q4.xlsx, sheet 'Forecast'; mail from Jordan: numbers due Friday",
                "Priya is preparing the Q4 budget in Excel for Jordan, due Friday"),
@@ -36,10 +38,8 @@ FACTS = {
 }
 WORDLESS = ["*", "?!", "\U0001f642\U0001f642", "   ", "\x00", "the", "the of and", "Priya", "Priya's",
             "forget everything", "a1 b2", "') OR 1=1 --"]
-#: Keyword-only runs use a plaintext store (its raw files are read as they are). Hybrid runs use the
-#: default, an encrypted data dir, whose pages `every_file` decrypts: a plaintext Chroma index
-#: (GUM_ENCRYPT=0) persists hnswlib's level-0 link lists with uninitialised heap bytes, which can hold
-#: fragments of any text the process held (a known gap of GUM_ENCRYPT=0; see README's privacy notes).
+#: `hybrid` and `keyword` runs use a plaintext data dir (its raw files are read as they are, the vector
+#: index's vectors.sqlite3 included); `hybrid-encrypted` an encrypted one, whose pages `every_file` decrypts.
 PLAIN = {"encrypt": False}
 UNRELATED = ["favourite pizza toppings", "forget my bank account troubles", "DROP TABLE propositions; --"]
 
@@ -73,11 +73,12 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
 
 
 def make_runtime(request: pytest.FixtureRequest, tmp_path: Path, retrieval: str) -> Runtime:
-    if retrieval == "hybrid":
+    hybrid = retrieval.startswith("hybrid")
+    if hybrid:
         request.getfixturevalue("embedder")  # skips when the model is not installed
-    mode = {"encrypt": True} if retrieval == "hybrid" else PLAIN
-    return Runtime(make_settings(tmp_path / "data", user_name="Priya",
-                                 embedding="minilm" if retrieval == "hybrid" else "none", **mode))
+    mode = {"encrypt": True} if retrieval == "hybrid-encrypted" else PLAIN
+    return Runtime(make_settings(tmp_path / "data", user_name="Priya", embedding="minilm" if hybrid else "none",
+                                 **mode))
 
 
 @pytest.fixture(params=RETRIEVAL)
@@ -134,12 +135,26 @@ async def test_unrelated_words_and_sql_match_nothing(gum, mode: str) -> None:
             assert found["status"] == "nothing" and found["matches"] == [] and not found["confirm_token"], query
 
 
+def stored_vectors(runtime: Runtime, pid: int) -> list[bytes]:
+    """Pieces of the stored vectors of proposition `pid` and of its evidence, as vectors.sqlite3 holds them,
+    lower-cased as `every_file` is (none without a vector index)."""
+    if runtime.index is None:
+        return []
+    settings = runtime.settings
+    [obs] = runtime.store.evidence_ids(pid)
+    found = pieces(stored_vector(settings, "propositions", pid)) + pieces(stored_vector(settings, "observations", obs))
+    return [piece.lower() for piece in found]
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_two_steps_remove_exactly_what_the_preview_showed(gum, mode: str) -> None:
     runtime, ids = gum
     data_dir = runtime.settings.data_dir
     async with Client(build_server(runtime), mode=mode) as client:
         await runtime.wait_owner_ready()
+        vectors = stored_vectors(runtime, ids["marathon"])
+        assert bool(vectors) == (runtime.settings.embedding != "none"), runtime.index_problem
+        assert all(piece in every_file(data_dir) for piece in vectors)  # the scans below see them
         preview = data(await client.call_tool("forget", {"query": "my half marathon race", "with_evidence": True}))
         assert preview["status"] == "confirm" and preview["confirm_token"]
         assert [m["id"] for m in preview["matches"]] == [ids["marathon"]]
@@ -157,9 +172,15 @@ async def test_two_steps_remove_exactly_what_the_preview_showed(gum, mode: str) 
 
         left = data(await client.call_tool("query_user", {"query": "Porto half marathon"}))
         assert all("Porto" not in (p["text"] or "") for p in left["propositions"])
+        # the owner's index applies the forget: its vectors leave every file while it runs (no close needed)
+        await eventually(lambda: not [piece for piece in vectors if piece in every_file(data_dir)])
+        blob = every_file(data_dir)
+        assert b"marathon" not in blob and b"porto" not in blob
     blob = every_file(data_dir)
     assert b"marathon" not in blob and b"porto" not in blob
+    assert not [piece for piece in vectors if piece in blob]
     assert b"budget" in blob and b"erosion" in blob and b"meetings" in blob
+    assert not (data_dir / "chroma").exists()
 
 
 async def test_search_syntax_is_words_and_each_match_says_why(gum) -> None:

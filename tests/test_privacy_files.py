@@ -2,9 +2,9 @@
 
 A realistic run: the real MCP client records the held-out half of the redaction corpus as observations,
 the engine (against the loopback fake provider) audits them and proposes propositions that quote them,
-the vector index (real MiniLM, real Chroma files) catches up, and the reading tools and prompts are used.
-Then every file under the data dir is walked: folders 0700, files 0600, and no secret of the corpus's
-held-out half in any of them, nor in any request the fake provider received. Also: stored text from an
+the vector index (real MiniLM, its real vectors.sqlite3) catches up, and the reading tools and prompts are
+used. Then every file under the data dir is walked: folders 0700, files 0600, no chroma/ folder, and no secret
+of the corpus's held-out half in any of them, nor in any request the fake provider received. Also: stored text from an
 older redactor is redacted again (store/reredact.py), and `gum-mcp doctor` sees loose modes anywhere.
 """
 
@@ -27,6 +27,7 @@ from gum_mcp.index.vector_index import VectorIndex
 from gum_mcp.runtime import Runtime
 from gum_mcp.server import build_server
 from gum_mcp.store import Store, reredact
+from gum_mcp.store.keys import store_state
 from gum_mcp.store.permissions import loose_paths, secure_tree
 from tests.conftest import MODELS_DIR, REPO, eventually, make_settings
 from tests.fake_provider import FakeLLMServer
@@ -92,7 +93,7 @@ async def test_a_realistic_run_leaves_every_file_private_and_no_secret_anywhere(
     try:
         async with Client(build_server(runtime), mode="legacy") as client:
             await runtime.wait_owner_ready()
-            assert runtime.index is not None, runtime.index_problem  # the real index, with Chroma's files
+            assert runtime.index is not None, runtime.index_problem  # the real index, in vectors.sqlite3
             for item in [*HELD_OUT, None]:
                 content = PRIVATE if item is None else item.text
                 result = await client.call_tool("record_observation", {"content": content, "source": "test-agent"})
@@ -118,8 +119,10 @@ async def test_a_realistic_run_leaves_every_file_private_and_no_secret_anywhere(
     finally:
         runtime.close()
 
-    assert loose_paths(data) == [], modes(data)  # folders 0700 and files 0600, Chroma's too
-    assert any((data / "chroma").rglob("*.bin")), "the index wrote its HNSW files"
+    assert loose_paths(data) == [], modes(data)  # folders 0700 and files 0600, the index's too
+    # the index lives in vectors.sqlite3: no chroma/ folder (whose HNSW file could hold heap fragments)
+    assert not (data / "chroma").exists() and store_state(settings.vectors_path) == "plaintext"
+    assert stat.S_IMODE(settings.vectors_path.stat().st_mode) == 0o600
     assert check_data_dir(settings).level == "OK"
 
     contents = {path: path.read_bytes() for path in files(data)}
@@ -138,33 +141,46 @@ async def test_a_realistic_run_leaves_every_file_private_and_no_secret_anywhere(
     assert later and all(PRIVATE not in text for body in later for text in strings(body))
 
 
-def test_chroma_files_are_private_after_every_write(settings, store, embedder) -> None:
+def test_the_vector_files_are_private_after_every_write(settings, store, embedder) -> None:
+    import os
+
+    def vector_files() -> dict[str, str]:
+        found = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in settings.data_dir.glob("vectors.sqlite3*")}
+        assert "vectors.sqlite3" in found
+        return found
+
     store.add_observation("Priya reviews the Q4 budget in Excel")
-    with VectorIndex.open(settings, embedder) as index:
-        index.catch_up(store)
-        assert loose_paths(settings.chroma_dir) == [], modes(settings.chroma_dir)
-        store.complete_batch(BatchResult(observation_ids=(), new=(NewProposition(
-            draft=PropositionDraft(text="Priya prepares the Q4 budget", confidence=7, decay=5)),)))
-        index.catch_up(store)
-        assert loose_paths(settings.chroma_dir) == [], modes(settings.chroma_dir)
-        index.rebuild(store)
-        assert loose_paths(settings.chroma_dir) == [], modes(settings.chroma_dir)
+    previous = os.umask(0o022)  # what a library writing its own files would use
+    try:
+        with VectorIndex.open(settings, embedder) as index:
+            index.catch_up(store)
+            assert set(vector_files().values()) == {"0o600"}, vector_files()
+            store.complete_batch(BatchResult(observation_ids=(), new=(NewProposition(
+                draft=PropositionDraft(text="Priya prepares the Q4 budget", confidence=7, decay=5)),)))
+            index.catch_up(store)
+            assert set(vector_files().values()) == {"0o600"}, vector_files()
+            index.rebuild(store)
+            assert set(vector_files().values()) == {"0o600"}, vector_files()
+            assert loose_paths(settings.data_dir) == [], modes(settings.data_dir)
+    finally:
+        os.umask(previous)
     assert loose_paths(settings.data_dir) == [], modes(settings.data_dir)
+    assert not settings.chroma_dir.exists()
 
 
 def test_doctor_finds_a_loose_file_or_folder_anywhere_in_the_data_dir(settings, store) -> None:
-    deep = settings.data_dir / "chroma" / "0b8f"
+    deep = settings.data_dir / "screens" / "kept"
     deep.mkdir(parents=True)
-    (deep / "data_level0.bin").write_bytes(b"\0" * 16)
-    (deep / "data_level0.bin").chmod(0o644)
+    (deep / "0001.png").write_bytes(b"\0" * 16)
+    (deep / "0001.png").chmod(0o644)
     deep.chmod(0o700)
-    (settings.data_dir / "chroma").chmod(0o700)
+    (settings.data_dir / "screens").chmod(0o700)
     check = check_data_dir(settings)
-    assert check.level == "FAIL" and "chroma/0b8f/data_level0.bin" in check.detail
-    (deep / "data_level0.bin").chmod(0o600)
+    assert check.level == "FAIL" and "screens/kept/0001.png" in check.detail
+    (deep / "0001.png").chmod(0o600)
     deep.chmod(0o755)
     check = check_data_dir(settings)
-    assert check.level == "FAIL" and "chroma/0b8f" in check.detail
+    assert check.level == "FAIL" and "screens/kept" in check.detail
     assert secure_tree(settings.data_dir) == 1
     assert check_data_dir(settings).level == "OK"
 

@@ -1,8 +1,11 @@
-"""The Chroma vector index against a real SQLite store, a real Chroma directory and the real MiniLM model."""
+"""The vector index against a real SQLite store, its real vectors.sqlite3 (plaintext here; encrypted in
+test_encryption_index.py) and the real MiniLM model; a data dir an older version left with chroma/; and
+a real Chroma server (GUM_CHROMA_URL)."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import subprocess
@@ -25,6 +28,8 @@ from gum_mcp.index.vector_index import (
 )
 from gum_mcp.retrieval import search
 from gum_mcp.store import Store
+from gum_mcp.store.db import connect
+from gum_mcp.store.keys import find_key, store_state
 from tests.conftest import REPO, gum_env, make_settings, wait_until
 
 
@@ -52,6 +57,11 @@ def add(store: Store, *texts: str, confidence: int = 7, decay: int = 5, at=None)
 def chroma_ids(index: VectorIndex, collection: str) -> set[int]:
     found = index._collection(collection).get(include=[])
     return {int(i) for i in found["ids"]}
+
+
+def index_files(settings) -> list[Path]:
+    """vectors.sqlite3 and its -wal and -shm files."""
+    return sorted(settings.data_dir.glob(settings.vectors_path.name + "*"))
 
 
 TEXTS = (
@@ -88,12 +98,14 @@ def test_catch_up_indexes_ids_vectors_and_metadata_but_never_text(settings, stor
         # What the index applied is compacted out of the log.
         assert store.index_log_after(0) == []
         assert store.index_log_compacted() == store.index_log_max_seq()
-    # No text in Chroma's files: SQLite is the only place it lives.
-    for path in settings.chroma_dir.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            assert secret.encode() not in data and b"Dracula" not in data, path
-    assert settings.chroma_dir.stat().st_mode & 0o777 == 0o700
+    # No text in the index's files: the store is the only place it lives.
+    assert not settings.chroma_dir.exists()
+    vector_files = index_files(settings)
+    assert settings.vectors_path in vector_files
+    for path in vector_files:
+        data = path.read_bytes()
+        assert secret.encode() not in data and b"Dracula" not in data, path
+        assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_catch_up_applies_a_commit_the_index_missed(settings, store, embedder):
@@ -180,7 +192,7 @@ def test_a_change_of_model_or_dimension_drops_and_rebuilds(settings, store, embe
         assert not index.available("propositions") and "hashing:same-dim" in index.problem("propositions")
 
 
-def test_rebuild_after_deleting_the_chroma_dir_gives_the_same_results(settings, store, embedder):
+def test_rebuild_after_deleting_the_index_file_gives_the_same_results(settings, store, embedder):
     add(store, *TEXTS)
     add(store, "Priya runs three mornings a week before work.", "Jordan wants the Q4 forecast by Thursday.")
     now = utcnow()
@@ -188,7 +200,8 @@ def test_rebuild_after_deleting_the_chroma_dir_gives_the_same_results(settings, 
     with VectorIndex.open(settings, embedder) as index:
         index.catch_up(store)
         before = [[(h.id, round(h.score, 5)) for h in search(store, index, q, 3, now=now)] for q in queries]
-    shutil.rmtree(settings.chroma_dir)
+    for path in index_files(settings):
+        path.unlink()
     with VectorIndex.open(settings, embedder) as index:
         assert index.cursor("propositions") < 0
         report = index.catch_up(store)
@@ -228,7 +241,9 @@ def test_an_index_built_from_another_database_rebuilds(tmp_path, embedder):
     with Store.open(one) as store, VectorIndex.open(one, embedder) as index:
         add(store, *TEXTS)
         index.catch_up(store)
-    shutil.copytree(one.chroma_dir, two.chroma_dir)
+    two.data_dir.mkdir(mode=0o700)
+    for path in index_files(one):
+        shutil.copy(path, two.data_dir / path.name)
     with Store.open(two) as store, VectorIndex.open(two, embedder) as index:
         [only] = add(store, "Kavya is visiting Toronto over the winter break.")
         report = index.catch_up(store)
@@ -248,7 +263,7 @@ def test_rebuild_reports_progress_and_reindex_counts(settings, store, embedder):
 def test_read_only_opens_never_write(settings, store, embedder):
     index, reason = open_index(settings, embedder=embedder, read_only=True)
     assert index is None and "no vector index" in reason
-    assert not settings.chroma_dir.exists()
+    assert index_files(settings) == []
     with VectorIndex.open(settings, embedder) as writer:
         add(store, TEXTS[0])
         writer.catch_up(store)
@@ -258,6 +273,95 @@ def test_read_only_opens_never_write(settings, store, embedder):
         assert index.available("propositions")
         with pytest.raises(IndexUnavailable):
             index.catch_up(store)
+
+
+def stored_vector(settings, collection: str, item_id: int) -> bytes:
+    """The bytes of a vector as the index stored them, read from vectors.sqlite3 on a connection of its own."""
+    key = find_key(settings)
+    conn = connect(settings.vectors_path, None if key is None else key.sqlcipher)
+    try:
+        [(blob,)] = conn.execute("SELECT embedding FROM vectors WHERE collection = ? AND id = ?",
+                                 (COLLECTION_NAMES[collection], str(item_id))).fetchall()
+    finally:
+        conn.close()
+    return bytes(blob)
+
+
+def pieces(vector: bytes) -> list[bytes]:
+    """The whole vector and runs of 12 floats from its start, middle and end: a partial copy is caught too."""
+    middle = len(vector) // 2
+    return [vector, vector[:48], vector[middle : middle + 48], vector[-48:]]
+
+
+def every_file(data_dir: Path) -> bytes:
+    """The raw bytes of every file under the data dir; on an encrypted one also every page of the store and
+    of the vectors file decrypted (free pages and WAL frames included)."""
+    blob = b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
+    if (data_dir / "encryption.json").exists():
+        from tests.sqlcipher_pages import readable_bytes
+
+        blob += readable_bytes(data_dir) + readable_bytes(data_dir, "vectors.sqlite3")
+    return blob
+
+
+def test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open(settings, store, embedder):
+    ids = add(store, *TEXTS)
+    obs = store.add_observation("Strava shows a morning run of 8.2 km along the Douro")
+    with VectorIndex.open(settings, embedder) as index:
+        index.catch_up(store)
+        gone = pieces(stored_vector(settings, "propositions", ids[0])) + pieces(
+            stored_vector(settings, "observations", obs.id))
+        kept = stored_vector(settings, "propositions", ids[1])
+        blob = every_file(settings.data_dir)
+        assert all(piece in blob for piece in gone)  # the scan below sees vectors where they are
+        store.forget_proposition(ids[0])
+        store.forget_observations([obs.id])
+        assert index.catch_up(store).deleted == 2
+        # the index is still open (its WAL is not folded back by a close): the vectors are gone all the same
+        blob = every_file(settings.data_dir)
+        assert [n for n, piece in enumerate(gone) if piece in blob] == []
+        assert kept in blob
+        assert {h.id for h in index.query("propositions", TEXTS[0], 4)} == set(ids) - {ids[0]}
+
+
+def legacy_chroma_index(settings, store: Store, embedder) -> None:
+    """What a version before vectors.sqlite3 left in a plaintext data dir: the index in Chroma's own files."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=str(settings.chroma_dir),
+                                       settings=ChromaSettings(anonymized_telemetry=False))
+    with VectorIndex(client, embedder, location=str(settings.chroma_dir)) as index:
+        index.catch_up(store)
+    chromadb.api.client.SharedSystemClient.clear_system_cache()
+
+
+def test_an_old_chroma_folder_is_deleted_by_the_owner_and_the_index_rebuilt(settings, store, embedder, caplog):
+    ids = add(store, *TEXTS)
+    legacy_chroma_index(settings, store, embedder)
+    assert (settings.chroma_dir / "chroma.sqlite3").exists() and not settings.vectors_path.exists()
+    # A follower (read-only) neither deletes it nor uses it: no index yet (keyword search meanwhile).
+    index, reason = open_index(settings, embedder=embedder, read_only=True)
+    assert index is None and "no vector index" in reason
+    assert (settings.chroma_dir / "chroma.sqlite3").exists() and index_files(settings) == []
+
+    with caplog.at_level(logging.INFO, logger="gum_mcp.index"):
+        index, reason = open_index(settings, embedder=embedder)  # the owner
+    assert index is not None, reason
+    with index:
+        assert not settings.chroma_dir.exists()
+        moved = [r for r in caplog.records if "moved" in r.getMessage()]
+        assert len(moved) == 1 and moved[0].levelno == logging.INFO
+        assert "vectors.sqlite3" in moved[0].getMessage() and "rebuilt" in moved[0].getMessage()
+        report = index.catch_up(store)
+        assert set(report.rebuilt) == {"propositions", "observations"} and report.upserted == len(ids)
+        [hit] = search(store, index, "what does she eat", 1)
+        assert hit.id == ids[2] and "vector" in hit.signals
+    assert store_state(settings.vectors_path) == "plaintext" and not settings.chroma_dir.exists()
+    follower, reason = open_index(settings, embedder=embedder, read_only=True)
+    assert follower is not None, reason
+    with follower:
+        assert follower.query("propositions", "what does she eat", 1)[0].id == ids[2]
 
 
 def test_no_embedder_means_no_index_and_a_reason(tmp_path):
@@ -282,7 +386,7 @@ def test_query_filters_and_ids(settings, store, embedder):
         vectors = index.embeddings("propositions", [*old, 999_999])
         assert set(vectors) == set(old)
     assert COLLECTION_NAMES["propositions"] == "gum_propositions"
-    assert Path(settings.chroma_dir, "chroma.sqlite3").exists()
+    assert settings.vectors_path.exists() and not settings.chroma_dir.exists()
 
 
 @pytest.fixture
@@ -342,4 +446,4 @@ def test_a_chroma_server_via_gum_chroma_url(tmp_path, chroma_server, embedder, c
             hits = search(store, index, "Dracula theme", 1)
             assert hits[0].id == ids[1] and hits[0].signals == ("bm25",)
             assert any("vector search failed" in r.getMessage() for r in caplog.records)
-    assert not settings.chroma_dir.exists()  # nothing written locally
+    assert not settings.chroma_dir.exists() and index_files(settings) == []  # nothing written locally

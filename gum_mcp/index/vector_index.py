@@ -1,17 +1,20 @@
-"""The vector index: Chroma collections derived from SQLite, caught up from `index_log`.
+"""The vector index: collections derived from SQLite, caught up from `index_log`.
 
-- Client: `PersistentClient(settings.chroma_dir)` by default, `HttpClient` when GUM_CHROMA_URL is set;
-  telemetry off. Every collection is opened with our `ChromaEmbeddingFunction`, and we always pass
-  embeddings ourselves, so Chroma never loads its default (downloaded ONNX) model or calls out.
+- Client: `SealedClient` over `<data dir>/vectors.sqlite3` (vector_store.py: SQLite, encrypted with
+  the store's key when the store is, searched in memory), or Chroma's `HttpClient` when GUM_CHROMA_URL
+  names a Chroma server; telemetry off. Both speak the same collection API. Every collection is opened
+  with our `ChromaEmbeddingFunction`, and we always pass embeddings ourselves, so Chroma never loads
+  its default (downloaded ONNX) model or calls out.
 - Collections: `gum_propositions` (current propositions) and `gum_observations` (observations with
   content). Each record is an id, an embedding and metadata (created_at, last_supported_at - observed_at
-  for observations - confidence, decay; numbers). Never the text: SQLite is the truth, and forgotten
-  text must not linger in Chroma's files. last_supported_at is as of indexing (reinforcement does not
-  touch the log); retrieval reads live values from SQLite.
+  for observations - confidence, decay; numbers). Never the text: SQLite is the truth. last_supported_at
+  is as of indexing (reinforcement does not touch the log); retrieval reads live values from SQLite.
+  After a catch-up that deleted records the client purges its freed space (`purge_freed`: the local
+  file's WAL truncated), so a forgotten item's vector leaves the files.
 - Collection metadata: `gum_cursor` (the last index_log seq applied to this collection; -1 while a
   rebuild is under way), `gum_embedder` and `gum_dim` (the vector space; the embedding function's
   stored config says the same), `gum_store` (the identity of the database it was built from).
-  The cursor lives with the collection, so deleting the index directory restarts from zero.
+  The cursor lives with the collection, so deleting the index file restarts from zero.
 - `catch_up(store)`: rebuilds a collection that is new, half-built, from another database, or whose
   cursor is below what the log has compacted; otherwise replays the log after its cursor, collapsing
   repeated ops per item (the item's state in SQLite decides: live -> upsert, else delete), embedding
@@ -19,8 +22,8 @@
 - A change of embedding model or dimension drops the collection on open; the next catch_up rebuilds
   it. Never a mixed index.
 
-Everything here blocks (Chroma, numpy): async callers run it in a worker thread. One process writes
-the index (the one that owns the data directory); others may open it read-only to query.
+Everything here blocks (SQLite, numpy, HTTP): async callers run it in a worker thread. One process
+writes the index (the one that owns the data directory); others may open it read-only to query.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -46,9 +48,7 @@ from gum_mcp.index.embeddings import (
     signature,
     stored_signature,
 )
-from gum_mcp.store.db import ensure_private_dir
 from gum_mcp.store.index_log import COLLECTIONS, Collection, IndexItem
-from gum_mcp.store.permissions import secure_tree
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -115,37 +115,32 @@ class CatchUpReport:
 
 
 def make_client(settings: Settings, *, create: bool = True) -> ClientAPI:
-    """The Chroma client the settings ask for, telemetry off. Raises IndexUnavailable if `create`
-    is False and there is no local index yet."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    """The client the settings ask for: Chroma's HttpClient for GUM_CHROMA_URL (telemetry off), else the
+    local `SealedClient` (vectors.sqlite3). Raises IndexUnavailable if `create` is False and there is no
+    local index yet."""
     if settings.chroma_url:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
         url = urlparse(settings.chroma_url)
         ssl = url.scheme == "https"
         port = url.port or (443 if ssl else 8000)
         headers = {"Authorization": f"Bearer {settings.chroma_token}"} if settings.chroma_token else None
         return chromadb.HttpClient(host=url.hostname or "localhost", port=port, ssl=ssl, headers=headers,
-                                   settings=chroma_settings)
-    # An encrypted data dir keeps its vectors in the encrypted vectors.sqlite3, never in chroma/ (vector_store.py).
+                                   settings=ChromaSettings(anonymized_telemetry=False))
     from gum_mcp.index.vector_store import Unavailable, sealed_client
 
     try:
         sealed = sealed_client(settings, create=create)
     except Unavailable as exc:
         raise IndexUnavailable(str(exc)) from None
-    if sealed is not None:
-        return sealed  # type: ignore[return-value]
-    path = Path(settings.chroma_dir)
-    if not create and not (path / "chroma.sqlite3").exists():
-        raise IndexUnavailable(f"no vector index at {path} yet")
-    ensure_private_dir(path)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    assert sealed is not None
+    return sealed  # type: ignore[return-value]
 
 
 class VectorIndex:
-    """Chroma collections for propositions and observations, kept in step with a Store."""
+    """The collections for propositions and observations (local or on a Chroma server), kept in step
+    with a Store."""
 
     def __init__(self, client: ClientAPI, embedder: Embedder, *, read_only: bool = False,
                  location: str = "", namespace: str = "") -> None:
@@ -155,9 +150,6 @@ class VectorIndex:
         self.names = collection_names(namespace)
         self.read_only = read_only
         self.location = location
-        #: The local Chroma folder, if any: Chroma creates its files with the process umask, so every write
-        #: that can create one is followed by `secure_tree` (folders 0700, files 0600).
-        self.private_root: Path | None = None
         self._function = ChromaEmbeddingFunction(embedder)
         self._lock = threading.RLock()  # one catch-up / rebuild at a time
         self._collections: dict[Collection, ChromaCollection | None] = {}
@@ -171,25 +163,22 @@ class VectorIndex:
         here; call `catch_up` to bring it in step with the store."""
         namespace = server_namespace(settings) if settings.chroma_url else ""
         client = make_client(settings, create=not read_only)
-        location = getattr(client, "location", None) or settings.chroma_url or str(settings.chroma_dir)
+        location = getattr(client, "location", None) or settings.chroma_url or str(settings.vectors_path)
         try:
-            index = cls(client, embedder, read_only=read_only, location=location, namespace=namespace)
+            return cls(client, embedder, read_only=read_only, location=location, namespace=namespace)
         except BaseException:
             _close_client(client)
             raise
-        if not settings.chroma_url:
-            index.private_root = Path(settings.chroma_dir)
-            index.make_private()
-        return index
-
-    def make_private(self) -> None:
-        """Folders 0700 and files 0600 in the local Chroma folder (Chroma uses the process umask)."""
-        if self.private_root is not None and not self.read_only:
-            secure_tree(self.private_root)
 
     def close(self) -> None:
         _close_client(self.client)
-        self.make_private()
+
+    def purge_freed(self) -> None:
+        """After deletes: the client's freed space purged (the local file's WAL truncated; its freed
+        pages are zeroed already), so deleted vectors leave the files. A Chroma server's storage is its own."""
+        purge = getattr(self.client, "purge_freed", None)
+        if callable(purge):
+            purge()
 
     def __enter__(self) -> VectorIndex:
         return self
@@ -364,8 +353,8 @@ class VectorIndex:
                         cursors[collection] = position
             report.cursor = dict(cursors)
             report.compacted = store.compact_index_log(min(cursors.values()))
-            if report.changed or report.refreshed:
-                self.make_private()
+            if report.deleted or report.rebuilt:
+                self.purge_freed()
         report.seconds = time.perf_counter() - started
         if report.changed:
             log.info("index caught up: %d embedded, %d deleted, rebuilt %s in %.1f s",
@@ -413,7 +402,7 @@ class VectorIndex:
             identity = store.store_identity()
             written = sum(self._rebuild(store, collection, identity, progress) for collection in collections)
             store.compact_index_log(min(self.cursor(c) for c in COLLECTIONS))
-            self.make_private()
+            self.purge_freed()
         return written
 
     def _rebuild(self, store: Store, collection: Collection, identity: str, progress: Progress | None) -> int:

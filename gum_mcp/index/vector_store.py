@@ -1,15 +1,18 @@
-"""The vector index of an encrypted data directory: kept in `vectors.sqlite3` (SQLCipher, the store's
-key), searched in memory. No file holds a vector in the clear.
+"""The local vector index: kept in `vectors.sqlite3` in the data directory, searched in memory.
+SQLCipher with the store's key when the store is encrypted, plain SQLite when it is not; the same
+connection factory and pragmas either way (`secure_delete` on, and the WAL truncated after a delete,
+so a forgotten item's vector leaves the file).
 
-Why not Chroma's files: a PersistentClient writes every vector, unencrypted, into chroma/ (its
-SQLite log and its HNSW segment files), and embeddings can be inverted into approximate text. Why
-not an in-memory Chroma loaded at start: adding 100,000 vectors to it (its HNSW graph) took 116 s on
-the 2-core reference machine, far over the 30 s goal for the first hybrid answer; reading them from
-vectors.sqlite3 and clustering them takes a few seconds. So with encryption
-on, `make_client` returns a `SealedClient` instead of a Chroma client. It offers the part of
-Chroma's client and collection API that `VectorIndex` uses (get/create/delete a collection; count,
-get, query, upsert, update, delete, modify), so the index's catch-up, rebuild and cursor logic and
-everything above it run unchanged:
+Why not Chroma's own files (a PersistentClient in chroma/, as before): they hold every vector
+unencrypted, embeddings can be inverted into approximate text, and hnswlib writes its level-0 file
+(data_level0.bin) with uninitialised heap bytes, which can hold fragments of any text the process
+had in memory, forgotten text included. Why not an in-memory Chroma loaded at start: adding 100,000
+vectors to it (its HNSW graph) took 116 s on the 2-core reference machine, far over the 30 s goal
+for the first hybrid answer; reading them from vectors.sqlite3 and clustering them takes a few
+seconds. So `make_client` returns a `SealedClient` for every local data directory. It offers the
+part of Chroma's client and collection API that `VectorIndex` uses (get/create/delete a collection;
+count, get, query, upsert, update, delete, modify), so the index's catch-up, rebuild and cursor
+logic and everything above it run unchanged:
 
 - every write goes to vectors.sqlite3 first (collections and their metadata, one row a vector:
   id, float32 bytes, metadata JSON), then to memory;
@@ -21,6 +24,11 @@ everything above it run unchanged:
   when the collection doubles or halves) limits the scan to the nearest clusters, about a twentieth
   of the rows: recall@10 0.98 against exact at 100,000, a few milliseconds a query (bench/retrieval.py).
 
+vectors.sqlite3 follows the store: plaintext beside a plaintext store, encrypted beside an encrypted
+one (`gum-mcp encrypt` re-writes it, `key rotate` re-keys it). A chroma/ folder left by an older
+version is deleted by the owner on open (the index is derived: catch-up rebuilds it), or, in an
+encrypted data directory, moved into vectors.sqlite3 by `gum-mcp encrypt` (`seal_chroma`).
+
 `GUM_CHROMA_URL` (a Chroma server) is the person's own server, outside the data directory; it is
 used as before and is out of this module's scope.
 """
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -63,25 +72,51 @@ class Unavailable(RuntimeError):
 
 
 def sealed_client(settings: Settings, *, create: bool) -> SealedClient | None:
-    """The client for an encrypted data directory, or None when the store is plaintext (Chroma's own
-    files then, as always). Raises Unavailable when read-only and there is nothing yet."""
+    """The client of the local index, vectors.sqlite3 (encrypted when the store is, plaintext when it is
+    not), or None for a Chroma server (GUM_CHROMA_URL). The owner (`create`) deletes what an older version
+    or an interrupted migration left (both derived: catch-up rebuilds them): chroma/ beside a plaintext
+    store, a vectors file that is plaintext beside an encrypted store or the other way round. Raises
+    Unavailable when read-only and there is nothing (fit) yet."""
     if settings.chroma_url:
         return None
     key = find_key(settings)
-    if key is None:
-        if store_state(settings.db_path) == "new" and wants_encryption(settings):
-            raise Unavailable("the store is not created yet: open it first")
-        return None
-    if settings.chroma_dir.exists():
+    if key is None and store_state(settings.db_path) == "new" and wants_encryption(settings):
+        raise Unavailable("the store is not created yet: open it first")
+    path = settings.vectors_path
+    if key is not None and settings.chroma_dir.exists():
         log.warning("%s still holds plaintext vectors from before encryption: run `gum-mcp encrypt` to finish",
                     settings.chroma_dir)
-    return SealedClient(settings.vectors_path, key, create=create)
+    elif create and settings.chroma_dir.exists():
+        _remove_old_chroma(settings)
+    state = store_state(path)
+    if state != "new" and (state == "encrypted") != (key is not None):
+        store = "encrypted" if key is not None else "plaintext"
+        if not create:
+            raise Unavailable(f"{path} is {state} but the store is {store}: the owning process rebuilds it")
+        log.warning("%s is %s but the store is %s: deleting it; the index is rebuilt from the store",
+                    path, state, store)
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)
+    return SealedClient(path, key, create=create)
+
+
+def _remove_old_chroma(settings: Settings) -> None:
+    """An older version kept a plaintext data directory's index in Chroma's files, whose HNSW file can hold
+    fragments of any text the process had in memory (forgotten text included): delete the folder."""
+    try:
+        shutil.rmtree(settings.chroma_dir)
+    except OSError as exc:
+        log.warning("could not delete %s, the old vector index (%s): delete it by hand; it may hold fragments "
+                    "of old text", settings.chroma_dir, exc)
+        return
+    log.info("the vector index moved from %s to %s: deleted the old folder; the index is rebuilt from the store",
+             settings.chroma_dir, settings.vectors_path.name)
 
 
 class SealedClient:
-    """Chroma's client API, as far as VectorIndex uses it, over vectors.sqlite3."""
+    """Chroma's client API, as far as VectorIndex uses it, over vectors.sqlite3 (`key` None: plaintext)."""
 
-    def __init__(self, path: Path, key: DataKey, *, create: bool = True) -> None:
+    def __init__(self, path: Path, key: DataKey | None, *, create: bool = True) -> None:
         self.path = path
         self.location = str(path)
         self.eager = create  # the writer (the owning process) loads collections when it opens them
@@ -90,9 +125,9 @@ class SealedClient:
         ensure_private_dir(path.parent)
         ensure_private_file(path)
         try:
-            self._conn = connect(path, key.sqlcipher)
+            self._conn = connect(path, None if key is None else key.sqlcipher)
         except Exception:
-            if key.previous is None:
+            if key is None or key.previous is None:
                 raise
             self._conn = connect(path, key.previous.sqlcipher)  # an interrupted key rotation
         self.lock = threading.RLock()
@@ -104,6 +139,18 @@ class SealedClient:
                 for statement in SCHEMA:
                     conn.execute(statement)
         self._collections: dict[str, SealedCollection] = {}
+
+    def purge_freed(self, *, attempts: int = 3) -> bool:
+        """After deletes: fold the WAL back into the file and truncate it, so no earlier copy of a page
+        (a deleted vector) stays in the WAL; secure_delete has zeroed the freed rows and pages. Returns
+        False when another process kept the WAL busy (beyond the busy timeout) every time."""
+        for _attempt in range(attempts):
+            with self.lock:
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+        log.warning("%s: WAL checkpoint stayed busy; deleted vectors may remain in its WAL until later", self.path)
+        return False
 
     # -- transactions
     def write(self) -> _Transaction:
@@ -563,11 +610,9 @@ def copy_from_chroma(chroma_dir: Path, target: SealedClient, *, page: int = 5000
 
 
 def seal_chroma(settings: Settings, progress: Any = None) -> int:
-    """`gum-mcp encrypt`, last step: copy the plaintext vectors of chroma/ into the encrypted
-    vectors.sqlite3, then delete chroma/. Run again after a crash, it starts the copy over. Returns how
-    many vectors were copied (0 when there is no chroma/ folder)."""
-    import shutil
-
+    """`gum-mcp encrypt`, last step, where an older version left its index in chroma/: copy those
+    plaintext vectors into the encrypted vectors.sqlite3, then delete chroma/. Run again after a crash,
+    it starts the copy over. Returns how many vectors were copied (0 when there is no chroma/ folder)."""
     if not settings.chroma_dir.exists() or settings.chroma_url:
         return 0
     key = find_key(settings)
@@ -585,6 +630,6 @@ def seal_chroma(settings: Settings, progress: Any = None) -> int:
             copied = copy_from_chroma(settings.chroma_dir, client)
         finally:
             client.close()
-    crash_point("encrypt:vectors")
+    crash_point("encrypt:chroma")
     shutil.rmtree(settings.chroma_dir)
     return copied

@@ -1,11 +1,11 @@
-"""Hybrid retrieval: FTS5 BM25 + Chroma vectors, per-query calibrated fusion, decay half-life, confidence,
+"""Hybrid retrieval: FTS5 BM25 + index vectors, per-query calibrated fusion, decay half-life, confidence,
 near-duplicates last; an LLM rerank of a wider pool for callers that can wait (`deep`).
 
 search(store, index, query, k, since, until, min_confidence, over) -> list[Hit]
 
 1. Candidates, per collection (propositions: current ones only; observations: those with content):
-   BM25 top-n from FTS5 (user text sanitised in `gum_mcp.store.search`) and vector top-n from Chroma,
-   n = max(40, 8k); the FTS5 query runs in a worker thread while the query is embedded and Chroma
+   BM25 top-n from FTS5 (user text sanitised in `gum_mcp.store.search`) and vector top-n from the index,
+   n = max(40, 8k); the FTS5 query runs in a worker thread while the query is embedded and the index
    searched. BM25 candidates the vector top-n missed get their exact cosine from their stored
    embedding; vector candidates outside the BM25 top-n count as bm25 0. Filters are exact (SQLite, on
    live values); the vector side is restricted to the allowed ids when the filter is selective, else

@@ -6,7 +6,7 @@ but for a few, a null distribution: its mean mu and standard deviation sigma say
 and with this embedder (MiniLM and OpenAI embeddings live on different cosine scales). They are measured on a
 reference sample: the stored embeddings of up to NULL_SAMPLE items (the most recently supported), read once and
 read again when the collection has grown or shrunk by a tenth (any change while it is smaller than the sample).
-The collection's size is read from the store's full-text index (the same items, O(1)), not from Chroma.
+The collection's size is read from the store's full-text index (the same items, O(1)), not from the vector index.
 
 A candidate's z = (cosine - mu) / sigma. The luckiest of N unrelated items reaches about e_N = sqrt(2 ln N)
 (the expected maximum of N normal draws), so
@@ -86,7 +86,7 @@ class ReferenceSamples:
     def matrix(self, store: Store, index: VectorIndex, collection: str) -> tuple[np.ndarray | None, int]:
         """The sample's embeddings (None when too few) and the collection's size."""
         # The store's FTS5 index holds the same items as the collection (current propositions, observations
-        # with content) and tells its size in O(1); asking Chroma costs a count per search.
+        # with content) and tells its size in O(1); asking the index costs a count per search.
         size = store.text_index_size(collection)
         cursor = index.cursor(collection)  # type: ignore[arg-type]
         with self._lock:

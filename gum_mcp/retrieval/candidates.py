@@ -1,4 +1,4 @@
-"""Finding candidates: BM25 top-n from FTS5, vector top-n from Chroma, merged and read from SQLite.
+"""Finding candidates: BM25 top-n from FTS5, vector top-n from the vector index, merged and read from SQLite.
 
 BM25 candidates the vector top-n missed get their exact cosine from their stored embedding; vector
 candidates outside the BM25 top-n count as bm25 0. Filters are exact (SQLite, on live values); the

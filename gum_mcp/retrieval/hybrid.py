@@ -133,7 +133,7 @@ def _query_candidates(
 ) -> tuple[list[Candidate], list[str]]:
     """The fused and weighed candidates for a query with words, and the collections searched with vectors
     (none when vector search failed)."""
-    # BM25 (SQLite releases the GIL) runs in a worker while the query is embedded and Chroma searched.
+    # BM25 (SQLite releases the GIL) runs in a worker while the query is embedded and the index searched.
     parallel = index is not None and bool(usable) and method != "vector"
     bm25_jobs: dict[str, Any] = {}
     for collection in collections:

@@ -4,11 +4,13 @@
   written beside the old file (`gum.sqlite3.rekeying`), checked, synced, then renamed over it: a
   crash at any point leaves either the old store or the new one whole, and running it again finishes
   the job (the key is made first and named in encryption.json, so a second run uses the same one).
-  Then pending screenshots, their sidecars and the file observer's cache are sealed in place, one
-  atomic replace a file. (The plaintext vectors in chroma/ are the index layer's: see
+  The vector index's file, vectors.sqlite3, is re-written the same way (so nothing is embedded
+  again). Then pending screenshots, their sidecars and the file observer's cache are sealed in place,
+  one atomic replace a file. (A chroma/ folder an older version left is the index layer's: see
   `index.vector_store.seal_chroma`, which the CLI runs next.)
-- `export_plaintext` (`gum-mcp decrypt --to DIR`): a plaintext copy of the store (and the
-  screenshots) in a new folder, for other tools. The data directory itself stays encrypted.
+- `export_plaintext` (`gum-mcp decrypt --to DIR`): a plaintext copy of the store, of the vector
+  index and of the screenshots in a new folder, for other tools; it opens as a plaintext data
+  directory. The data directory itself stays encrypted.
 - `rotate_key` (`gum-mcp key rotate`): a new secret, every file re-encrypted the same way (copy,
   check, rename; files one by one); encryption.json names the old key as `rotating_from` until all is
   done, and readers accept either key meanwhile. Then the old key is deleted.
@@ -55,8 +57,9 @@ from gum_mcp.store.private_files import write_private
 log = logging.getLogger("gum_mcp.store")
 
 #: Every crash point of `gum-mcp encrypt`, in the order they are passed.
-ENCRYPT_CRASH_POINTS = ("encrypt:key", "encrypt:copied", "encrypt:swapped", "encrypt:file", "encrypt:files",
-                        "encrypt:vectors")  # the last in index.vector_store.seal_chroma
+ENCRYPT_CRASH_POINTS = ("encrypt:key", "encrypt:copied", "encrypt:swapped", "encrypt:vectors:copied",
+                        "encrypt:vectors:swapped", "encrypt:file", "encrypt:files",
+                        "encrypt:chroma")  # the last in index.vector_store.seal_chroma
 #: Every crash point of `gum-mcp key rotate`.
 ROTATE_CRASH_POINTS = ("rotate:key", "rotate:copied", "rotate:swapped", "rotate:file", "rotate:files")
 SUFFIX = ".rekeying"
@@ -105,6 +108,10 @@ def encrypt_data_dir(settings: Settings, *, progress: Progress | None = None,
             assert key is not None
             report.note = "already encrypted"
         report.key = key
+        if store_state(settings.vectors_path) == "plaintext":  # the index (derived, but costly to embed again)
+            say(f"encrypting {settings.vectors_path.name} ...")
+            _rewrite_database(settings.vectors_path, old_keys=[None], new_key=key.sqlcipher, crash="encrypt:vectors")
+            report.databases.append(settings.vectors_path.name)
         report.sealed_files = _seal_files(settings, key.sealer(), crash="encrypt", say=say)
         if finish is not None:
             finish(settings)
@@ -154,8 +161,10 @@ def rotate_key(settings: Settings, *, progress: Progress | None = None) -> Migra
 
 
 def export_plaintext(settings: Settings, target: Path, *, progress: Progress | None = None) -> list[Path]:
-    """Write a plaintext copy of the store (gum.sqlite3) and of the screenshots into the new folder
-    `target`; returns the files written. The data directory is not changed; other processes may run."""
+    """Write a plaintext copy of the vector index (vectors.sqlite3), of the store (gum.sqlite3) and of
+    the screenshots into the new folder `target`; returns the files written. The data directory is not
+    changed; other processes may run. The index is copied first, so its cursor is never ahead of the
+    copied store (a copy that cannot catch up is rebuilt when it is first opened)."""
     from gum_mcp.store.keys import sealer_for
 
     say = progress or (lambda _message: None)
@@ -170,23 +179,18 @@ def export_plaintext(settings: Settings, target: Path, *, progress: Progress | N
     key = find_key(settings)
     ensure_private_dir(target)
     written = []
+    vectors = target / settings.vectors_path.name
+    if store_state(settings.vectors_path) != "new":
+        say(f"writing {vectors} ...")
+        try:
+            _export_database(settings.vectors_path, vectors, key)
+            written.append(vectors)
+        except (KeyProblem, driver().Error) as exc:  # derived data: the copy builds its own index instead
+            vectors.unlink(missing_ok=True)
+            say(f"left out {settings.vectors_path.name} ({exc}); the copy builds its vector index when first opened")
     out = target / settings.db_path.name
     say(f"writing {out} ...")
-    conn = connect(settings.db_path, None if key is None else key.sqlcipher)
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        fd = os.open(out, os.O_CREAT | os.O_WRONLY | os.O_EXCL, FILE_MODE)
-        os.close(fd)
-        conn.execute("ATTACH DATABASE ? AS plaintext KEY ''", (str(out),))
-        try:
-            conn.execute("BEGIN")  # one snapshot of the store, whatever other processes write meanwhile
-            conn.execute("SELECT sqlcipher_export('plaintext')")
-            conn.execute(f"PRAGMA plaintext.user_version = {int(version)}")
-            conn.execute("COMMIT")
-        finally:
-            conn.execute("DETACH DATABASE plaintext")
-    finally:
-        conn.close()
+    _export_database(settings.db_path, out, key)
     written.append(out)
     sealer = sealer_for(key)
     for path in _files(settings.screens_dir):
@@ -199,6 +203,33 @@ def export_plaintext(settings: Settings, target: Path, *, progress: Progress | N
         write_private(copy, data)
         written.append(copy)
     return written
+
+
+def _export_database(source: Path, out: Path, key: DataKey | None) -> None:
+    """A plaintext copy of the SQLite file `source` (opened with `key`, or plaintext) at `out`: one snapshot."""
+    if key is None or store_state(source) == "plaintext":
+        conn = connect(source, None)
+    else:
+        try:
+            conn = connect(source, key.sqlcipher)
+        except KeyProblem:
+            if key.previous is None:
+                raise
+            conn = connect(source, key.previous.sqlcipher)  # an interrupted key rotation
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        fd = os.open(out, os.O_CREAT | os.O_WRONLY | os.O_EXCL, FILE_MODE)
+        os.close(fd)
+        conn.execute("ATTACH DATABASE ? AS plaintext KEY ''", (str(out),))
+        try:
+            conn.execute("BEGIN")  # one snapshot, whatever other processes write meanwhile
+            conn.execute("SELECT sqlcipher_export('plaintext')")
+            conn.execute(f"PRAGMA plaintext.user_version = {int(version)}")
+            conn.execute("COMMIT")
+        finally:
+            conn.execute("DETACH DATABASE plaintext")
+    finally:
+        conn.close()
 
 
 def encryption_status(settings: Settings) -> dict[str, object]:
@@ -216,8 +247,10 @@ def encryption_status(settings: Settings) -> dict[str, object]:
             assert key is not None
             info.update(key_id=key.key_id, kept_in=key.source, where=key.where,
                         rotation_unfinished=key.previous is not None)
-    if settings.chroma_dir.exists() and state == "encrypted":
+    if state == "encrypted" and settings.chroma_dir.exists():
         info["leftover"] = f"{settings.chroma_dir} holds plaintext vectors: run `gum-mcp encrypt` to finish"
+    elif state == "encrypted" and store_state(settings.vectors_path) == "plaintext":
+        info["leftover"] = f"{settings.vectors_path} is plaintext: run `gum-mcp encrypt` to finish"
     return info
 
 

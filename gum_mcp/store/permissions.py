@@ -1,9 +1,9 @@
 """Every file of the data directory is private: folders 0700, files 0600.
 
-The store creates its own files that way (db.py). Other writers do not: Chroma creates its SQLite file,
-segment folders and HNSW files with the process umask (0644 / 0755 by default). So the owner of the
-vector index calls `secure_tree` after every write that can create files, the CLI sets a umask of 0o077
-for everything it starts, and `gum-mcp doctor` reports what is still readable by others (`loose_paths`).
+The store and the vector index create their own files that way (db.py: `ensure_private_file`; SQLite
+gives the -wal and -shm files the main file's mode). Other writers (a log handler, a library) use the
+process umask (0644 / 0755 by default), so the CLI sets a umask of 0o077 for everything it starts,
+`gum-mcp doctor` reports what is still readable by others (`loose_paths`), and `secure_tree` fixes a tree.
 """
 
 from __future__ import annotations
