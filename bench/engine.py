@@ -252,6 +252,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
             engine = Engine(store, provider, settings, related=related, failure_backoff=0, after_commit=[collect])
             overheads, related_per_batch, commits = [], [], []
             audit_per_batch: list[float] = []
+            redone = 0  # steps that decided nothing (a batch split to fit the context, or to decide again)
             gather_per_batch: list[float] = []
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
@@ -268,7 +269,13 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                         break
                     elapsed = time.perf_counter() - started
                     if len(outcomes) == before:
-                        raise SystemExit(f"a batch failed: {engine.status().last_error}")
+                        # no outcome and no error: the engine split the batch to fit GUM_LLM_CONTEXT, or
+                        # will decide it again; it goes on with the next step
+                        error = engine.status().last_error
+                        redone += 1
+                        if error is not None or redone > 100:
+                            raise SystemExit(f"a batch failed: {error or 'no progress'}")
+                        continue
                     outcome = outcomes[-1]
                     overheads.append(elapsed - outcome.llm_seconds)
                     related_per_batch.append(_covered([(a, b) for a, b, _ in spans]))
@@ -304,6 +311,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                 "llm_ms": [o.llm_seconds * 1000 for o in outcomes],
                 "catch_up_ms": [x * 1000 for x in catch_ups],
                 "retrieval": "hybrid (BM25 + MiniLM vectors)" if hybrid else "BM25 only",
+                "redone": redone,
             }
         finally:
             if index is not None:
@@ -316,7 +324,8 @@ def report(result: dict[str, Any]) -> None:
     over, rel = result["overhead_ms"], result["related_ms"]
     n = result["observations"]
     print(f"\n== {result['seeded']:,} existing propositions: {result['batches']} batches of up to "
-          f"{result.get('batch', '?')} over {n} observations")
+          f"{result.get('batch', '?')} over {n} observations ({result['redone']} steps split a batch or "
+          "decided it again)")
     print(f"engine overhead per batch (excl. provider): median {statistics.median(over):6.1f} ms   "
           f"p95 {percentile(over, 0.95):6.1f} ms   max {max(over):6.1f} ms")
     print(f"  of which retrieval (gather, audit context; wall, {result['retrieval']}): "

@@ -6,7 +6,7 @@ its first hybrid answer.
                               [--modes encrypted,plaintext] [--starts 3]
 
 Modes: `encrypted` (SQLCipher store; vectors in the encrypted vectors.sqlite3, searched in memory by
-gum_mcp/index/vector_store.py) and `plaintext` (GUM_ENCRYPT=0: Chroma's PersistentClient in chroma/).
+gum_mcp/index/vector_store.py) and `plaintext` (GUM_ENCRYPT=0: the same without a key).
 Both are built in one process per size and queried alternately, query by query, so load from other
 processes on the machine falls on both alike.
 
@@ -19,16 +19,17 @@ Each size runs in its own process (so peak RSS is that size's). Propositions are
 sentences of realistic length (15-45 words) over a vocabulary with names, projects, places and tools, and
 committed through the store (FTS5 triggers and index_log included).
 
-What is measured is query latency, not embedding: embedding 100k texts with numpy MiniLM takes about
-20 minutes on 2 cores, so `--real` texts (default 2000) are embedded for real and the rest of the Chroma
+What is measured is query latency, not embedding: embedding 100k texts with MiniLM takes several
+minutes on 2 cores, so `--real` texts (default 2000) are embedded for real and the rest of the
 collection is filled with those vectors perturbed by Gaussian noise (re-normalised), which gives the
-HNSW graph a realistic spread. The real embedding rate is reported, and the full embed time at N is
-extrapolated from it. Every vector-only and hybrid query embeds its query text with the real model
-inside the timed section. search() is timed end to end: FTS5, Chroma, SQLite hydration, weights and
-MMR. BM25-only is search() with no index, exactly what runs without an embedder.
+index (and its k-means clusters from 20,000 vectors) a realistic spread. The real embedding rate is
+reported, and the full embed time at N is extrapolated from it. Every vector-only and hybrid query
+embeds its query text with the real model inside the timed section. search() is timed end to end:
+FTS5, the vector search, SQLite hydration, weights and MMR. BM25-only is search() with no index,
+exactly what runs without an embedder.
 
 BLAS threads: by default OpenBLAS starts one busy-waiting thread per core. On this 2-core machine, next to
-Chroma's own threads, that makes 10-20% of single-query embeddings take 0.1-0.7 s instead of ~6 ms. The
+other threads, that made 10-20% of single-query embeddings take 0.1-0.7 s instead of ~6 ms. The
 bench runs with OPENBLAS_NUM_THREADS=1 (`--blas-threads default` shows the other figures); the server
 should run that way too (set before numpy is imported).
 """

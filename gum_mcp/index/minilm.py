@@ -21,8 +21,8 @@ done in place where numpy allows.
 
 Cores: a call of several passes runs them on `workers` threads (the caller plus a small pool). numpy
 runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread hand-offs than
-they gain), so one pass per core; onnxruntime gives each pass ONNX_PASS_THREADS cores (a single query
-or long text finishes sooner), so one pass per that many cores.
+they gain), so one pass per core; onnxruntime gives each float32 pass two cores (a single query or long
+text finishes sooner) and each int8 pass one (ONNX_PASS_THREADS).
 
 Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
 arrays. A gate admits at most `workers` passes at once across all calls, one-pass calls (queries)
@@ -132,10 +132,11 @@ PRECISIONS = ("float32", "int8")
 #: "onnx": the encoder layers on onnxruntime (numpy when onnxruntime cannot run them, float32 only); "numpy":
 #: the reference implementation below, float32 only.
 BACKENDS = ("onnx", "numpy")
-#: Threads per forward pass on onnxruntime: one pass on two cores takes 0.55-0.7x the time of a pass on one
-#: (a query, the engine's one long audit query), while bulk throughput drops by a tenth against two
-#: one-core passes side by side (bench/embeddings.py); more threads per pass gain little at these sizes.
-ONNX_PASS_THREADS = 2
+#: Threads per forward pass on onnxruntime, by precision. float32: one pass on two cores takes 0.55-0.7x the
+#: time of a pass on one (a query, the engine's one long audit query), while bulk throughput drops by a
+#: tenth against two one-core passes side by side (bench/embeddings.py). int8 passes are cheap enough that
+#: the hand-offs eat the gain (bulk -20%), so one core each.
+ONNX_PASS_THREADS = {"float32": 2, "int8": 1}
 #: Tokens per forward pass in int8: onnxruntime's fixed cost per run is paid over more tokens. (float32 is
 #: fastest at the numpy budget: its larger activations stay in cache.)
 INT8_TOKEN_BUDGET = 1024
@@ -230,7 +231,7 @@ class MiniLM:
         if backend == "onnx":
             try:
                 self._encoder = OnnxEncoder(self.layers, self.hidden, self.heads, self.eps, precision,
-                                            threads=min(ONNX_PASS_THREADS, cpus))
+                                            threads=min(ONNX_PASS_THREADS[precision], cpus))
             except Unsupported as exc:
                 if precision != "float32":
                     raise
@@ -241,7 +242,8 @@ class MiniLM:
             if precision == "int8":
                 self.token_budget = INT8_TOKEN_BUDGET
         # passes at once: numpy runs one per core (single-threaded BLAS), onnxruntime one per ONNX_PASS_THREADS
-        self.workers = default_workers() if self._encoder is None else max(1, min(cpus // ONNX_PASS_THREADS, 8))
+        self.workers = (default_workers() if self._encoder is None
+                        else max(1, min(cpus // ONNX_PASS_THREADS[precision], 8)))
         self._gate = _Gate(self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
