@@ -204,8 +204,29 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
                 parse_when(args.since, name="--since") if args.since else None,
                 parse_when(args.until, name="--until") if args.until else None,
             )
+        _drop_forgotten_vectors(settings, store)
     _print_forgotten(args, report)
     return 0
+
+
+def _drop_forgotten_vectors(settings: Settings, store: Any) -> None:
+    """After a forget: take the forgotten items' vectors out of the local index now. A running server that
+    owns the data dir does it itself within a second; with none, they would stay in vectors.sqlite3 until
+    the next start."""
+    from gum_mcp.index.vector_index import open_index
+    from gum_mcp.lock import EngineLock
+
+    with EngineLock(settings.data_dir) as lock:
+        if not lock.try_acquire():
+            return  # the owner catches up
+        index, reason = open_index(settings)
+        if index is None:
+            if settings.vectors_path.exists():
+                log.warning("the forgotten items' vectors stay in %s until the index opens (%s)",
+                            settings.vectors_path, reason)
+            return
+        with index:
+            index.catch_up(store)
 
 
 def _forget_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,6 +264,7 @@ def _forget_query(args: argparse.Namespace, settings: Settings) -> int:
                 print("nothing was removed", file=sys.stderr)
                 return 1
         report = confirm_forget(store, preview.versions, preview.with_evidence)
+        _drop_forgotten_vectors(settings, store)
     _print_forgotten(args, report)
     return 0
 

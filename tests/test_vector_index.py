@@ -324,6 +324,21 @@ def test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open(sett
         assert {h.id for h in index.query("propositions", TEXTS[0], 4)} == set(ids) - {ids[0]}
 
 
+def test_forget_on_the_command_line_with_no_server_takes_the_vectors_out_at_once(settings, store, embedder):
+    ids = add(store, *TEXTS)
+    with VectorIndex.open(settings, embedder) as index:
+        index.catch_up(store)
+    gone = pieces(stored_vector(settings, "propositions", ids[0]))
+    kept = stored_vector(settings, "propositions", ids[1])
+    assert all(piece in every_file(settings.data_dir) for piece in gone)
+    forgot = subprocess.run([sys.executable, "-m", "gum_mcp", "forget", "--proposition", str(ids[0])], cwd=REPO,
+                            env=gum_env(settings.data_dir), capture_output=True, text=True, timeout=120)
+    assert forgot.returncode == 0, forgot.stderr
+    blob = every_file(settings.data_dir)  # no server ran, and none has started since
+    assert [n for n, piece in enumerate(gone) if piece in blob] == []
+    assert kept in blob
+
+
 def legacy_chroma_index(settings, store: Store, embedder) -> None:
     """What a version before vectors.sqlite3 left in a plaintext data dir: the index in Chroma's own files."""
     import chromadb
