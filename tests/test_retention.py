@@ -81,9 +81,12 @@ async def test_the_owner_applies_retention_at_start_and_status_shows_it(tmp_path
             report = await eventually(store.last_retention)
             assert report.text_pruned == 1 and report.llm_calls_deleted == 1
             status = (await client.call_tool("status", {})).structured_content
+            (runtime.settings.data_dir / ".env").write_text("GUM_RETENTION_DAYS=7\n")  # as the page writes it
+            changed = (await client.call_tool("status", {})).structured_content["retention"]
         retention = status["retention"]
         assert retention["last_run_at"] and retention["removed"]["text_pruned"] == 1
         assert retention["observation_text_days"] == 30 and retention["interval_seconds"] == 3600
+        assert changed["observation_text_days"] == 7  # what retention applies from now on, not the start value
         assert store.get_observation(old).content is None and store.get_observation(fresh).content
     finally:
         runtime.close()

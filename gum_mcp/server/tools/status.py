@@ -8,7 +8,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 from pydantic import BaseModel, Field
 
-from gum_mcp.config import Settings
+from gum_mcp.config import LiveSettings, Settings
 from gum_mcp.runtime import Runtime
 from gum_mcp.server import disclosure
 from gum_mcp.server.context import GumContext, gum
@@ -69,7 +69,9 @@ async def collect_status(runtime: Runtime) -> Status:
         failed=[{"id": o.id, "error": o.last_error, "attempts": o.attempts} for o in failed],
         role=state["role"], pid=state["pid"], engine_owner=state["engine_owner"], engine=state["engine"],
         observing=state["observing"],
-        vector_index=state["vector_index"], llm=llm, retention=retention_status(settings, last), privacy=privacy,
+        vector_index=state["vector_index"], llm=llm, privacy=privacy,
+        # the retention days a change on the page (<data dir>/.env) set since the start, as retention applies them
+        retention=retention_status(LiveSettings(settings).current(), last),
         disclosure=await disclosure.summary(runtime), withheld=disclosure.withheld(),
     )
 
