@@ -97,7 +97,7 @@ def screen_line(settings: Settings) -> str:
     """The screen mode in force and whether screens can be read on this machine."""
     from gum_mcp.observers.ocr import default_engine
 
-    engine = default_engine()
+    engine = default_engine(settings.tesseract)
     if engine.available:
         return f"mode {settings.screen_mode}; OCR {engine.describe()}"
     return f"mode {settings.screen_mode}; no OCR engine ({engine.problem}): " + (

@@ -123,6 +123,8 @@ class Settings(BaseModel):
     # text: only redacted OCR text reaches the model; vision: the masked image; local: no model at capture
     screen_mode: Literal["text", "vision", "local"] = Field("text", alias="GUM_SCREEN_MODE")
     screen_max_pending: int = Field(200, alias="GUM_SCREEN_MAX_PENDING", ge=1, le=100_000)
+    # the tesseract program that reads screens (None: found on PATH and in the usual macOS / Windows folders)
+    tesseract: Path | None = Field(None, alias="GUM_TESSERACT")
     keep_screenshots: bool = Field(False, alias="GUM_KEEP_SCREENSHOTS")
     watch_dirs: list[Path] = Field(default_factory=list, alias="GUM_WATCH_DIRS")
     files_ignore: list[str] = Field(default_factory=list, alias="GUM_FILES_IGNORE")

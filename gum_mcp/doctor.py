@@ -182,7 +182,7 @@ def check_screen(settings: Settings) -> Check:
 def check_screen_text(settings: Settings) -> Check:
     from gum_mcp.observers.ocr import default_engine
 
-    engine = default_engine()
+    engine = default_engine(settings.tesseract)
     mode = settings.screen_mode
     if engine.available:
         return Check("OK", "screen text", f"GUM_SCREEN_MODE={mode}; OCR {engine.describe()} (on this machine)")

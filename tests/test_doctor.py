@@ -97,3 +97,15 @@ def test_the_index_backend_names_the_local_vectors_file_and_an_old_chroma_folder
     Store.open(encrypted).close()
     check = check_index_backend(encrypted)
     assert check.level == "OK" and check.detail == f"local, encrypted: {encrypted.vectors_path}"
+
+
+def test_gum_tesseract_in_the_data_dirs_env_file_names_the_ocr_program(env: Path, capsys, tmp_path: Path) -> None:
+    """GUM_TESSERACT is a setting like the others: <data dir>/.env can name the program (a Windows or macOS
+    install outside PATH), not only the process environment."""
+    program = tmp_path / "my tesseract"
+    program.write_text("#!/bin/sh\ncase \"$1\" in\n  --version) echo 'tesseract 9.8.7';;\n"
+                       "  --list-langs) printf 'List of available languages (1):\\neng\\n';;\nesac\n")
+    program.chmod(0o755)
+    (env / ".env").write_text(f"GUM_TESSERACT={program}\n")
+    _code, checks = doctor(capsys)
+    assert "OCR tesseract 9.8.7" in checks["screen text"]["detail"], checks["screen text"]

@@ -179,7 +179,8 @@ class OcrEngine:
 
 
 def find_tesseract() -> str | None:
-    found = os.environ.get("GUM_TESSERACT") or shutil.which("tesseract")
+    """tesseract on PATH, or in the usual macOS / Windows folders (GUM_TESSERACT, a setting, names another)."""
+    found = shutil.which("tesseract")
     if found:
         return found
     candidates = WINDOWS_PATHS if sys.platform == "win32" else MAC_PATHS if sys.platform == "darwin" else ()
@@ -253,19 +254,16 @@ class TesseractOcr(OcrEngine):
         return OcrResult(words=words, seconds=time.perf_counter() - started, engine=self.name)
 
 
-_engine: OcrEngine | None = None
+_engines: dict[str | None, OcrEngine] = {}
 _engine_lock = threading.Lock()
 
 
-def default_engine() -> OcrEngine:
-    """The OCR engine of this machine (found once per process)."""
-    global _engine
+def default_engine(binary: Path | str | None = None) -> OcrEngine:
+    """The OCR engine of this machine: `binary` (the GUM_TESSERACT setting) or the tesseract found; each
+    looked at once per process."""
+    key = None if binary is None else str(binary)
     with _engine_lock:
-        if _engine is None:
-            _engine = TesseractOcr()
-        return _engine
-
-
-def ocr_problem() -> str | None:
-    """Why screens cannot be read locally here (for doctor and status), or None."""
-    return default_engine().problem
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = TesseractOcr(key)
+        return engine

@@ -213,7 +213,7 @@ class ScreenObserver(Observer):
     ) -> None:
         super().__init__(settings, store, clock=clock)
         self.mode = settings.screen_mode
-        self.ocr = ocr if ocr is not None else default_engine()
+        self.ocr = ocr if ocr is not None else default_engine(settings.tesseract)
         self.display = display
         self.policy = policy or ChangePolicy()
         self.settle = self.policy.settle if self.policy.settle is not None else settings.screen_settle
