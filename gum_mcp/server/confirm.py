@@ -6,7 +6,9 @@ token is:
 - single-use: the first attempt to redeem it removes it, whatever the outcome;
 - tied to the client: the HTTP session when there is one, else the connection (handshake era: one
   per client for its whole life), else (2026-07-28 era, where every request is a connection of its
-  own) the client's declared name and version;
+  own) over HTTP the bearer token the gate authenticated (a client's declared name proves nothing
+  there: any holder of another token could declare it), over stdio the client's declared name and
+  version (one process serves one client);
 - short-lived: TOKEN_TTL seconds.
 Pending confirmations live in this serving process's memory only (`confirmations(owner)`), so a
 restart forgets them and the caller previews again. Whether the covered propositions changed is
@@ -26,6 +28,7 @@ from typing import Any
 from mcp_types.version import is_version_at_least
 
 from gum_mcp.domain import InvalidInput
+from gum_mcp.server.clients import SCOPE_KEY, Caller
 from gum_mcp.server.sdk_adapter import connection_of
 
 TOKEN_TTL = 300.0  # seconds
@@ -105,6 +108,10 @@ def client_key(ctx: Any) -> str:
             return f"connection:{key}"
         except TypeError:  # not weak-referenceable: fall back to the client's name
             pass
+    request = getattr(ctx.request_context, "request", None)
+    if request is not None:  # HTTP: the token the gate vouched for
+        caller = (getattr(request, "scope", None) or {}).get(SCOPE_KEY)
+        return f"token:{caller.name}" if isinstance(caller, Caller) else "token:none"
     params = getattr(ctx.session, "client_params", None)
     info = getattr(params, "client_info", None)
     if info is None:
