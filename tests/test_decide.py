@@ -230,6 +230,45 @@ async def test_decide_or_ask_asks_when_nothing_is_known_and_when_preferences_con
         runtime.close()
 
 
+@pytest.mark.parametrize("scopes", [None, ["read"]])
+async def test_ask_user_asks_the_person_through_the_client_and_records_the_answer(tmp_path: Path,
+                                                                                 scopes: list[str] | None) -> None:
+    """With ask_user and a client that can show a form, gum-mcp asks the person when it would advise asking;
+    their answer decides, and is recorded (a standing rule when they say so) unless the client may not write."""
+    from mcp_types import ElicitResult
+
+    runtime = Runtime(make_settings(tmp_path / "data", user_name="Mara", embedding="none", index_wait=0,
+                                    scopes=scopes), engine=False)
+    asked: list[Any] = []
+    answers = iter([ElicitResult(action="decline"),
+                    ElicitResult(action="accept", content={"choice": "aisle seat", "always": True})])
+
+    async def person(_context: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return next(answers)
+
+    try:
+        async with Client(build_server(runtime), mode="legacy", elicitation_callback=person,
+                          client_info=Implementation(name="agent", version="1")) as agent:
+            declined = data(await agent.call_tool("decide_or_ask", {**SEAT, "ask_user": True}))
+            assert declined["outcome"] == "ask" and declined["decided_by"] == "none" and declined["recorded"] is None
+            chosen = data(await agent.call_tool("decide_or_ask", {**SEAT, "ask_user": True}))
+            assert chosen["outcome"] == "decide" and chosen["option"] == "aisle seat"
+            assert chosen["decided_by"] == "user" and chosen["confidence"] == 10
+            without = data(await agent.call_tool("decide_or_ask", SEAT))  # ask_user not set: nobody is asked
+            assert without["outcome"] == "ask" and len(asked) == 2
+        schema = asked[0].requested_schema
+        assert schema["properties"]["choice"]["enum"] == SEAT["options"] and "Which seat" in asked[0].message
+        if scopes is None:
+            recorded = runtime.store.get_observation(chosen["recorded"])
+            assert recorded.source == "decide_or_ask" and "always choose 'aisle seat'" in recorded.content
+        else:  # a read-only client: the answer decides, nothing is stored
+            assert chosen["recorded"] is None and "not recorded" in chosen["why"]
+            assert sum(runtime.store.stats().observations.values()) == 0
+    finally:
+        runtime.close()
+
+
 POLICY = """
 [default]
 allow = ["work"]
