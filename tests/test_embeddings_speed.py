@@ -4,6 +4,10 @@ and BM25's split of common words at scale."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -57,6 +61,33 @@ def test_float32_on_onnxruntime_gives_numpys_vectors(models_dir) -> None:
     np.testing.assert_allclose(onnx.embed(texts), reference.embed(texts), atol=1e-5)
     with pytest.raises(ValueError):
         MiniLM(models_dir, "int8", backend="numpy")
+
+
+def test_without_onnxruntime_float32_falls_back_to_numpy_and_int8_to_float32(models_dir) -> None:
+    """An install where onnxruntime cannot be imported (a broken wheel, an unsupported platform) still embeds:
+    float32 with the numpy reference (one warning), int8 as float32 (one warning), the same vectors."""
+    from gum_mcp.index.minilm import MiniLM
+
+    script = (
+        "import sys, json, logging\n"
+        "sys.modules['onnxruntime'] = None  # import onnxruntime now raises ImportError\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "from pathlib import Path\n"
+        "from gum_mcp.index.embeddings import MiniLMEmbedder\n"
+        f"exact = MiniLMEmbedder(Path({str(models_dir)!r}))\n"
+        f"fast = MiniLMEmbedder(Path({str(models_dir)!r}), 'int8')\n"
+        f"texts = {SENTENCES[:3]!r}\n"
+        "print(json.dumps([exact.model.backend, fast.precision, exact.embed(texts).tolist(),\n"
+        "                  fast.embed(texts).tolist()]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    backend, precision, exact, fast = json.loads(done.stdout.strip().splitlines()[-1])
+    assert backend == "numpy" and precision == "float32"
+    reference = MiniLM(models_dir, backend="numpy").embed(SENTENCES[:3])
+    np.testing.assert_allclose(np.array(exact, np.float32), reference, atol=1e-5)
+    np.testing.assert_allclose(np.array(fast, np.float32), reference, atol=1e-5)
+    assert "embedding with numpy" in done.stderr and "int8 embeddings are unavailable" in done.stderr
 
 
 def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
