@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def settings_for(n: int, name: str = "set"):
             data = Path(tmp) / f"{name}-{n}"
-            return load_settings(env={}, cwd=Path(tmp), data_dir=data, models_dir=models_dir)
+            # plaintext: quality does not depend on it, and no key is left in the config folder per temp store
+            return load_settings(env={}, cwd=Path(tmp), data_dir=data, models_dir=models_dir, encrypt=False)
 
         embedder, reason = make_embedder(settings_for(0, "probe"))
         if embedder is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -85,12 +86,17 @@ def spawn(cmd: list[str], env: dict[str, str], *, query: bool) -> tuple[float, f
         proc.wait(timeout=30)
 
 
+#: The bench's data dirs are encrypted, as new ones are, with this key (GUM_DB_KEY): nothing is left in the
+#: keychain or the config folder for a temp store.
+KEY = secrets.token_hex(32)
+
+
 def seed(data_dir: Path) -> None:
     from gum_mcp.config import load_settings
     from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
     from gum_mcp.store import Store
 
-    with Store.open(load_settings(env={}, cwd=data_dir.parent, data_dir=data_dir)) as store:
+    with Store.open(load_settings(env={}, cwd=data_dir.parent, data_dir=data_dir, db_key=KEY)) as store:
         obs = store.add_observation("Excel - Budget-Q4.xlsx for Jordan, due Friday", kind="screen")
         new = [NewProposition(draft=PropositionDraft(text=f"Priya works on topic {i} in project {i % 17}",
                                                      reasoning="seen", confidence=1 + i % 10, decay=1 + i % 10),
@@ -140,11 +146,12 @@ def main() -> None:
         from gum_mcp.config import load_settings
         from gum_mcp.index.vector_index import run_reindex
 
-        run_reindex(load_settings(env={}, cwd=data_dir.parent, data_dir=data_dir))
+        run_reindex(load_settings(env={}, cwd=data_dir.parent, data_dir=data_dir, db_key=KEY))
         bare_file = Path(tmp) / "bare.py"
         bare_file.write_text(BARE)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GUM_", "OPENAI_", "ANTHROPIC_"))}
         env["GUM_DATA_DIR"] = str(data_dir)
+        env["GUM_DB_KEY"] = KEY  # encrypted, as a new data dir is, with a key no keychain or config folder keeps
         gum_cmd = [sys.executable, "-m", "gum_mcp", "serve"]
         bare_cmd = [sys.executable, str(bare_file)]
         spawn(gum_cmd, env, query=True)  # warm the OS file cache and the index once
