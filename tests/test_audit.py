@@ -27,16 +27,14 @@ import pytest
 from mcp import Client
 
 from gum_mcp.cli import main
-from gum_mcp.config import Settings
 from gum_mcp.domain import BatchResult, NewObservation, utcnow
-from gum_mcp.engine.loop import Engine
 from gum_mcp.index.vector_index import VectorIndex
-from gum_mcp.llm.factory import build_provider
 from gum_mcp.runtime import Runtime
 from gum_mcp.server import build_server
 from gum_mcp.store import Store, skipped
 from tests.conftest import REPO, make_settings
 from tests.fake_provider import FakeLLMServer
+from tests.test_engine import Harness as EngineHarness
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -85,30 +83,22 @@ class AuditBrain:
         return [oid for name, shown in self.calls if name == schema for oid in shown]
 
 
-class Harness:
+class Harness(EngineHarness):
+    """The engine tests' harness with the audit's brain, no related propositions and the real clock."""
+
     def __init__(self, fake: FakeLLMServer, data_dir: Path, **overrides: Any) -> None:
-        values: dict[str, Any] = {"user_name": "Priya", "batch_min": 1, "batch_max": 25, "batch_max_wait": 0,
-                                  "llm_max_retries": 0, "max_attempts": 3, "encrypt": False}
-        values.update(overrides)
-        self.settings: Settings = fake.settings("openai", data_dir, **values)
-        self.store = Store.open(self.settings)
-        self.provider = build_provider(self.settings, self.store)
+        super().__init__(fake, data_dir, encrypt=False, **overrides)
         self.brain = AuditBrain(fake)
 
         async def related(text: str, k: int) -> list:
             return []
 
-        self.engine = Engine(self.store, self.provider, self.settings, related=related, poll_interval=0.01,
-                             failure_backoff=0)
+        self.engine = self.make_engine(related=related, now=utcnow)
 
     def add(self, *contents: str) -> list[int]:
         return [o.id for o in self.store.add_observations(
             [NewObservation(content=c, kind="screen", source="screen", app="Signal" if "chat" in c else "Excel")
              for c in contents])]
-
-    async def close(self) -> None:
-        await self.provider.aclose()
-        self.store.close()
 
 
 @pytest.fixture
