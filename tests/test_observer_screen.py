@@ -28,7 +28,7 @@ from gum_mcp.store import Store
 from gum_mcp.store.keys import file_sealer  # sidecars are sealed on an encrypted data dir
 from tests.conftest import wait_until
 from tests.fake_provider import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer
-from tests.x11 import WM, XServer, require_x
+from tests.x11 import XServer, cleared, desktop, require_x
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,20 +37,12 @@ SUMMARY = "Typing a sentence into a terminal."
 
 @pytest.fixture(scope="module")
 def xserver() -> Iterator[XServer]:
-    require_x(WM, "tesseract")  # vision mode reads every frame before it is sent
-    server = XServer()
-    try:
-        server.start_wm()
-        yield server
-    finally:
-        server.close()
+    yield from desktop()
 
 
 @pytest.fixture
 def desk(xserver: XServer) -> Iterator[XServer]:
-    """The shared display, with every window closed after the test."""
-    yield xserver
-    xserver.close_windows()
+    yield from cleared(xserver)
 
 
 @pytest.fixture

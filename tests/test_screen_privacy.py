@@ -32,7 +32,7 @@ import pytest
 from gum_mcp.observers.ocr import TesseractOcr
 from tests.fake_provider import OPENAI_PATH, FakeLLMServer, Fault
 from tests.test_observer_screen import Rig, data_dir_contains, images_in
-from tests.x11 import WM, XServer, require_x
+from tests.x11 import XServer, cleared, desktop
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,25 +58,14 @@ VAULT_TITLE = "KeePassXC - zebravault.kdbx"
 VAULT_TEXT = "zebra-vault-entry github zebrapass"
 
 
-def require_ocr() -> None:
-    require_x(WM, "tesseract")
-
-
 @pytest.fixture(scope="module")
 def xserver() -> Iterator[XServer]:
-    require_ocr()
-    server = XServer(1280, 800)
-    try:
-        server.start_wm()
-        yield server
-    finally:
-        server.close()
+    yield from desktop(1280, 800)
 
 
 @pytest.fixture
 def desk(xserver: XServer) -> Iterator[XServer]:
-    yield xserver
-    xserver.close_windows()
+    yield from cleared(xserver)
 
 
 @pytest.fixture

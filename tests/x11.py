@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,3 +156,21 @@ class XServer:
                 return now
             last = now
         raise AssertionError("the screen did not settle")
+
+
+def desktop(width: int = 1024, height: int = 768) -> Iterator[XServer]:
+    """A display with a window manager, for the screen tests (they read frames: tesseract too); yields it and
+    closes it. A module-scoped fixture yields from it; `cleared` closes a test's windows after it."""
+    require_x(WM, "tesseract")
+    server = XServer(width, height)
+    try:
+        server.start_wm()
+        yield server
+    finally:
+        server.close()
+
+
+def cleared(server: XServer) -> Iterator[XServer]:
+    """The shared display for one test, with every window it opened closed after it."""
+    yield server
+    server.close_windows()
