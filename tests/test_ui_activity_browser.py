@@ -6,6 +6,7 @@ client's next read over stdio, and a pause stops the running observer (its statu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -17,7 +18,14 @@ from gum_mcp.forgetting import open_store
 from gum_mcp.store import Store
 from tests.conftest import PYTHON, REPO, gum_env, make_settings
 from tests.test_ui_browser import Page
-from tests.ui_browser import UIProcess, axe_violations, chrome, quit_chrome, require_chromium, size
+from tests.ui_browser import (
+    UIProcess,
+    accessibility_problems,
+    chrome,
+    quit_chrome,
+    require_chromium,
+    size,
+)
 from tests.ui_seed import seed, seed_more
 
 pytestmark = pytest.mark.timeout(600)
@@ -279,18 +287,8 @@ def test_the_access_log_per_client(page: Page2) -> None:
 
 # ------------------------------------------------------------------------------------------------ standards
 def test_no_serious_accessibility_violations_light_and_dark(page: Page2) -> None:
-    problems = {}
-    for dark in (False, True):
-        page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
-            {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
-        for path in NEW_PAGES:
-            page.open(path)
-            found = axe_violations(page.driver)
-            if found:
-                problems[(path, "dark" if dark else "light")] = found
-        page.shot("activity-dark" if dark else "activity-light")
-    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-    assert problems == {}, __import__("json").dumps({" ".join(k): v for k, v in problems.items()}, indent=1)
+    problems = accessibility_problems(page, NEW_PAGES, ("activity-light", "activity-dark"))
+    assert problems == {}, json.dumps(problems, indent=1)
 
 
 def test_readable_in_a_narrow_window(page: Page2) -> None:

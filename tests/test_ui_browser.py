@@ -14,7 +14,15 @@ import pytest
 from gum_mcp.forgetting import open_store
 from gum_mcp.store import Store
 from tests.conftest import make_settings
-from tests.ui_browser import UIProcess, axe_violations, chrome, full_screenshot, quit_chrome, require_chromium, size
+from tests.ui_browser import (
+    UIProcess,
+    accessibility_problems,
+    chrome,
+    full_screenshot,
+    quit_chrome,
+    require_chromium,
+    size,
+)
 from tests.ui_seed import seed
 
 pytestmark = pytest.mark.timeout(600)
@@ -309,18 +317,7 @@ def test_keyboard_alone_reaches_everything(signed_in: Page) -> None:
 def test_no_serious_accessibility_violations_light_and_dark(signed_in: Page) -> None:
     page = signed_in
     paths = ["/", f"/p/{page.ids['forecast']}", f"/p/{page.ids['vegetarian']}", "/forget", "/?q=Lisbon"]
-    problems = {}
-    for dark in (False, True):
-        page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
-            {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
-        for path in paths:
-            page.open(path)
-            found = axe_violations(page.driver)
-            if found:
-                problems[(path, "dark" if dark else "light")] = found
-        page.shot("beliefs-dark" if dark else "beliefs-light-axe")
-    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
-    assert problems == {}
+    assert accessibility_problems(page, paths, ("beliefs-light-axe", "beliefs-dark")) == {}
 
 
 def test_readable_in_a_narrow_window(signed_in: Page) -> None:

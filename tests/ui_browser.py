@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,20 @@ class UIProcess:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.stderr.close()
+
+
+def accessibility_problems(page, paths: Sequence[str], shots: tuple[str, str]) -> dict[str, list[dict]]:
+    """axe's serious and critical violations of each path in light and in dark mode (prefers-color-scheme),
+    keyed "path mode"; `page` opens paths and takes screenshots (`shots`: names of the last light and dark)."""
+    problems = {}
+    for mode, shot in zip(("light", "dark"), shots, strict=True):
+        page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
+            {"name": "prefers-color-scheme", "value": mode}]})
+        for path in paths:
+            page.open(path)
+            found = axe_violations(page.driver)
+            if found:
+                problems[f"{path} {mode}"] = found
+        page.shot(shot)
+    page.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    return problems
