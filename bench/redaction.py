@@ -151,35 +151,25 @@ def overall(tallies: dict, split: str) -> Tally:
 
 
 def table(recall: dict, false_pos: dict) -> list[str]:
-    lines = []
-    head = f"{'':22s}" + "".join(f"{split:>20s}" for split in SPLITS)
-    lines.append("recall (secrets caught / secrets)")
-    lines.append(head)
-    for cls in sorted({c for _, c in recall}):
-        cells = []
-        for split in SPLITS:
-            t = recall.get((split, cls), Tally())
-            cells.append(f"{t.rate:8.3f} ({t.good:3d}/{t.total:3d})")
-        lines.append(f"  {cls:20s}" + "".join(f"{c:>20s}" for c in cells))
-    cells = []
-    for split in SPLITS:
-        t = overall(recall, split)
-        cells.append(f"{t.rate:8.3f} ({t.good:3d}/{t.total:3d})")
-    lines.append(f"  {'overall':20s}" + "".join(f"{c:>20s}" for c in cells))
-    lines.append("")
-    lines.append("false positives (near-misses changed / near-misses)")
-    lines.append(head)
-    for cls in sorted({c for _, c in false_pos}):
-        cells = []
-        for split in SPLITS:
-            t = false_pos.get((split, cls), Tally())
-            cells.append(f"{1 - t.rate:8.3f} ({t.total - t.good:3d}/{t.total:3d})")
-        lines.append(f"  {cls:20s}" + "".join(f"{c:>20s}" for c in cells))
-    cells = []
-    for split in SPLITS:
-        t = overall(false_pos, split)
-        cells.append(f"{1 - t.rate:8.3f} ({t.total - t.good:3d}/{t.total:3d})")
-    lines.append(f"  {'overall':20s}" + "".join(f"{c:>20s}" for c in cells))
+    def caught(t: Tally) -> str:
+        return f"{t.rate:8.3f} ({t.good:3d}/{t.total:3d})"
+
+    def changed(t: Tally) -> str:
+        return f"{1 - t.rate:8.3f} ({t.total - t.good:3d}/{t.total:3d})"
+
+    return [*section("recall (secrets caught / secrets)", recall, caught), "",
+            *section("false positives (near-misses changed / near-misses)", false_pos, changed)]
+
+
+def section(title: str, tallies: dict, cell) -> list[str]:
+    """A title, a row per class and an overall row, a column per split."""
+    def row(label: str, per_split) -> str:
+        return f"  {label:20s}" + "".join(f"{cell(per_split(split)):>20s}" for split in SPLITS)
+
+    lines = [title, f"{'':22s}" + "".join(f"{split:>20s}" for split in SPLITS)]
+    for cls in sorted({c for _, c in tallies}):
+        lines.append(row(cls, lambda split, cls=cls: tallies.get((split, cls), Tally())))
+    lines.append(row("overall", lambda split: overall(tallies, split)))
     return lines
 
 
