@@ -39,12 +39,21 @@ def clean_name(value: object) -> str | None:
     return text or None
 
 
+def http_caller(ctx: Any) -> Caller | None:
+    """Over HTTP, the caller the gate vouched for (NOBODY if none); None when `ctx` (a ServerRequestContext)
+    is not an HTTP request."""
+    request = getattr(ctx, "request", None)
+    if request is None:
+        return None
+    caller = (getattr(request, "scope", None) or {}).get(SCOPE_KEY)
+    return caller if isinstance(caller, Caller) else NOBODY
+
+
 def caller_of(ctx: Any, settings: Settings) -> Caller:
     """The caller of the request `ctx` (a ServerRequestContext) on a server with these settings."""
-    request = getattr(ctx, "request", None)
-    if request is not None:  # HTTP: only what the gate vouched for
-        caller = (getattr(request, "scope", None) or {}).get(SCOPE_KEY)
-        return caller if isinstance(caller, Caller) else NOBODY
+    caller = http_caller(ctx)
+    if caller is not None:
+        return caller
     params = getattr(ctx.session, "client_params", None)
     info = getattr(params, "client_info", None)
     name = settings.client or clean_name(getattr(info, "name", None)) or UNNAMED

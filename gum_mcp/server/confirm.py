@@ -28,7 +28,7 @@ from typing import Any
 from mcp_types.version import is_version_at_least
 
 from gum_mcp.domain import InvalidInput
-from gum_mcp.server.clients import SCOPE_KEY, Caller
+from gum_mcp.server.clients import http_caller
 from gum_mcp.server.sdk_adapter import connection_of
 
 TOKEN_TTL = 300.0  # seconds
@@ -108,10 +108,9 @@ def client_key(ctx: Any) -> str:
             return f"connection:{key}"
         except TypeError:  # not weak-referenceable: fall back to the client's name
             pass
-    request = getattr(ctx.request_context, "request", None)
-    if request is not None:  # HTTP: the token the gate vouched for
-        caller = (getattr(request, "scope", None) or {}).get(SCOPE_KEY)
-        return f"token:{caller.name}" if isinstance(caller, Caller) else "token:none"
+    caller = http_caller(ctx.request_context)
+    if caller is not None:  # HTTP: the token the gate vouched for
+        return f"token:{caller.name}"
     params = getattr(ctx.session, "client_params", None)
     info = getattr(params, "client_info", None)
     if info is None:
