@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from gum_mcp.index.onnx_encoder import OnnxEncoder, Unsupported
+from gum_mcp.index.onnx_encoder import PRECISIONS, OnnxEncoder, Unsupported
 
 # -- safetensors
 
@@ -126,9 +126,6 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 # -- the model
 
-#: "float32": the same vectors as sentence-transformers; "int8": the encoder's matmuls in int8 on onnxruntime
-#: (`onnx_encoder.py`), about 2.5x faster in bulk, cosine >= 0.99 to float32.
-PRECISIONS = ("float32", "int8")
 #: "onnx": the encoder layers on onnxruntime (numpy when onnxruntime cannot run them, float32 only); "numpy":
 #: the reference implementation below, float32 only.
 BACKENDS = ("onnx", "numpy")

@@ -36,7 +36,8 @@ _DATA_TYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtyp
 _MS = "com.microsoft"
 
 
-#: What the graph computes its linear layers in.
+#: What the graph computes its linear layers in. "float32": the same vectors as sentence-transformers; "int8":
+#: about 2.5x faster in bulk, cosine >= 0.99 to float32.
 PRECISIONS = ("float32", "int8")
 
 
@@ -165,15 +166,15 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float,
     def linear(name: str, x: str, weight: np.ndarray, bias: np.ndarray, out: str) -> None:
         """out = x @ weight + bias; in int8, each row of x quantized over its own largest magnitude."""
         if precision == "float32":
-            inits.add(f"{name}.w", weight.astype(np.float32))
-            inits.add(f"{name}.b", bias.astype(np.float32))
+            inits.add(f"{name}.w", weight.astype(np.float32, copy=False))
+            inits.add(f"{name}.b", bias.astype(np.float32, copy=False))
             nodes.extend([_node("MatMul", [x, f"{name}.w"], [f"{name}.y"]),
                           _node("Add", [f"{name}.y", f"{name}.b"], [out])])
             return
         quantized, scale = _quantize_columns(weight)
         inits.add(f"{name}.w", quantized)
         inits.add(f"{name}.s", scale)
-        inits.add(f"{name}.b", bias.astype(np.float32))
+        inits.add(f"{name}.b", bias.astype(np.float32, copy=False))
         nodes.extend([
             _node("Abs", [x], [f"{name}.abs"]),
             _node("ReduceMax", [f"{name}.abs"], [f"{name}.rmax"], axes=[-1], keepdims=1),
