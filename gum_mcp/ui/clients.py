@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -152,37 +153,34 @@ async def set_policy(request: Request) -> Response:
 # ---------------------------------------------------------------------------------------- tokens
 @changes
 async def add_token(request: Request) -> Response:
-    state = ui(request)
-    name = field(request, "name")
     granted = [s for s in request.state.form.getlist("scope") if isinstance(s, str)]
-    try:
-        secret = await state.store.aio.add_token(name, granted)
-    except InvalidInput as exc:
-        return await _section(request, "tokens", error=str(exc.args[0]) if exc.args else str(exc))
-    return await _section(request, "tokens", new_token={"name": name, "secret": secret, "what": "new"})
+    return await _token_change(request, lambda store, name: store.aio.add_token(name, granted),
+                               lambda name, secret: {"new_token": {"name": name, "secret": secret, "what": "new"}})
 
 
 @changes
 async def rotate_token(request: Request) -> Response:
-    state = ui(request)
-    name = field(request, "name")
-    try:
-        secret = await state.store.aio.rotate_token(name)
-    except (InvalidInput, NotFound) as exc:
-        return await _section(request, "tokens", error=str(exc.args[0]) if exc.args else str(exc))
-    return await _section(request, "tokens", new_token={"name": name, "secret": secret, "what": "rotated"})
+    return await _token_change(request, lambda store, name: store.aio.rotate_token(name),
+                               lambda name, secret: {"new_token": {"name": name, "secret": secret, "what": "rotated"}})
 
 
 @changes
 async def revoke_token(request: Request) -> Response:
-    state = ui(request)
+    return await _token_change(request, lambda store, name: store.aio.revoke_token(name),
+                               lambda name, _: {"said": f"Token {name!r} revoked: a running server refuses it from its "
+                                                        "next request."})
+
+
+async def _token_change(request: Request, change: Callable[[Any, str], Awaitable[Any]],
+                        shown: Callable[[str, Any], dict[str, Any]]) -> Response:
+    """Apply `change` to the token named in the form; the tokens section again, with what `shown` says or
+    the error."""
     name = field(request, "name")
     try:
-        await state.store.aio.revoke_token(name)
+        result = await change(ui(request).store, name)
     except (InvalidInput, NotFound) as exc:
         return await _section(request, "tokens", error=str(exc.args[0]) if exc.args else str(exc))
-    return await _section(request, "tokens", said=f"Token {name!r} revoked: a running server refuses it from its "
-                          "next request.")
+    return await _section(request, "tokens", **shown(name, result))
 
 
 # ---------------------------------------------------------------------------------------- the access log
