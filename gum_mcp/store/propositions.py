@@ -232,25 +232,30 @@ class Propositions:
     def evidence_snippets(self, proposition_ids: Sequence[int], *, per: int = 2, chars: int = 200
                           ) -> dict[int, list[dict]]:
         """The newest `per` evidence observations of each proposition, content cut to `chars`."""
-        if not proposition_ids:
-            return {}
-        ids = list(proposition_ids)
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT * FROM (SELECT e.proposition_id, o.id, o.kind, o.source, o.observed_at,"
-                " substr(o.content, 1, ?) AS snippet, row_number() OVER (PARTITION BY e.proposition_id"
-                " ORDER BY o.observed_at DESC, o.id DESC) AS rank FROM evidence e"
-                f" JOIN observations o ON o.id = e.observation_id WHERE e.proposition_id IN ({placeholders(ids)}))"
-                " WHERE rank <= ? ORDER BY proposition_id, rank",
-                (chars, *ids, per),
-            ).fetchall()
         found: dict[int, list[dict]] = {}
-        for row in rows:
+        for row in self.evidence_rows(proposition_ids, per=per, chars=chars):
             found.setdefault(row["proposition_id"], []).append({
                 "observation_id": row["id"], "kind": row["kind"], "source": row["source"],
                 "observed_at": from_ts(row["observed_at"]), "snippet": row["snippet"],
             })
         return found
+
+    def evidence_rows(self, proposition_ids: Sequence[int], *, per: int, chars: int) -> list[sqlite3.Row]:
+        """The newest `per` evidence observations of each proposition, by proposition then newest first: rows of
+        proposition_id, id, kind, source, app, observed_at, snippet (content cut to `chars`) and n (how many
+        evidence observations the proposition has)."""
+        if not proposition_ids:
+            return []
+        ids = list(proposition_ids)
+        with self.db.read() as conn:
+            return conn.execute(
+                "SELECT * FROM (SELECT e.proposition_id, o.id, o.kind, o.source, o.app, o.observed_at,"
+                " substr(o.content, 1, ?) AS snippet, row_number() OVER (PARTITION BY e.proposition_id"
+                " ORDER BY o.observed_at DESC, o.id DESC) AS rank, count(*) OVER (PARTITION BY e.proposition_id) AS n"
+                f" FROM evidence e JOIN observations o ON o.id = e.observation_id WHERE e.proposition_id IN"
+                f" ({placeholders(ids)})) WHERE rank <= ? ORDER BY proposition_id, rank",
+                (chars, *ids, per),
+            ).fetchall()
 
     def evidence_ids(self, proposition_id: int) -> list[int]:
         with self.db.read() as conn:

@@ -124,21 +124,9 @@ def keep_matching(store: Store, ids: Sequence[int], filters: Filters) -> set[int
 def evidence(store: Store, proposition_ids: Sequence[int], *, per: int = 3, chars: int = 220
              ) -> tuple[dict[int, list[EvidenceItem]], dict[int, int]]:
     """The newest `per` evidence observations of each proposition (snippet cut to `chars`), and how many each has."""
-    if not proposition_ids:
-        return {}, {}
-    ids = list(proposition_ids)
-    with store.db.read() as conn:
-        rows = conn.execute(
-            "SELECT * FROM (SELECT e.proposition_id, o.id, o.kind, o.source, o.app, o.observed_at,"
-            " substr(o.content, 1, ?) AS snippet, row_number() OVER (PARTITION BY e.proposition_id"
-            " ORDER BY o.observed_at DESC, o.id DESC) AS rank, count(*) OVER (PARTITION BY e.proposition_id) AS n"
-            f" FROM evidence e JOIN observations o ON o.id = e.observation_id WHERE e.proposition_id IN"
-            f" ({placeholders(ids)})) WHERE rank <= ? ORDER BY proposition_id, rank",
-            (chars, *ids, per),
-        ).fetchall()
     found: dict[int, list[EvidenceItem]] = {}
     counts: dict[int, int] = {}
-    for row in rows:
+    for row in store.evidence_rows(proposition_ids, per=per, chars=chars):
         found.setdefault(row["proposition_id"], []).append(_item(row))
         counts[row["proposition_id"]] = row["n"]
     return found, counts
