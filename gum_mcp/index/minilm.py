@@ -233,7 +233,6 @@ class MiniLM:
                 if precision != "float32":
                     raise
                 log.warning("onnxruntime cannot run the encoder (%s); embedding with numpy, about half as fast", exc)
-        self.backend = "numpy" if self._encoder is None else "onnx"
         if self._encoder is not None:
             self.layers = []  # onnxruntime holds its own copy of the weights
             if precision == "int8":
@@ -244,6 +243,11 @@ class MiniLM:
         self._gate = _Gate(self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+
+    @property
+    def backend(self) -> str:
+        """What runs the encoder layers: "onnx", or "numpy" (asked for, or onnxruntime could not run them)."""
+        return "numpy" if self._encoder is None else "onnx"
 
     def _helpers(self) -> ThreadPoolExecutor:
         with self._pool_lock:
