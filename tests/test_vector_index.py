@@ -339,6 +339,20 @@ def test_forget_on_the_command_line_with_no_server_takes_the_vectors_out_at_once
     assert kept in blob
 
 
+def test_a_search_while_the_vectors_are_being_built_says_it_is_keyword_only(settings, store, embedder):
+    """After an upgrade from chroma/, or on a data dir whose index was never built, the first catch-up builds
+    the collections; until then an answer without the vector side says so instead of looking complete."""
+    [race] = add(store, "Priya is training for the Porto half marathon")
+    with VectorIndex.open(settings, embedder) as index:
+        notes: list[str] = []
+        assert search(store, index, "running race in Portugal", 5, notes=notes) == []
+        assert notes == ["keyword search only for propositions: gum_propositions is being built"]
+        index.catch_up(store)
+        notes = []
+        assert [h.id for h in search(store, index, "running race in Portugal", 5, notes=notes)] == [race]
+        assert notes == []
+
+
 def legacy_chroma_index(settings, store: Store, embedder) -> None:
     """What a version before vectors.sqlite3 left in a plaintext data dir: the index in Chroma's own files."""
     import chromadb

@@ -76,7 +76,8 @@ def search(
     fusion, kept for comparison). With `index` None, every method but "vector" falls back to BM25.
     `query_vector`: the query's embedding when the caller has it already (e.g. embedded in a batch).
     `notes`: a list to which a line is appended when the answer is weaker than asked (the vector side
-    failed, e.g. a Chroma server down: the search answers with BM25 only and never fails for it).
+    failed, e.g. a Chroma server down, or a collection's vectors are still being built: the search answers
+    with BM25 only and never fails for it).
     """
     _check_arguments(k, over, method, min_confidence, since, until)
     now = now or utcnow()
@@ -86,6 +87,8 @@ def search(
     usable = [c for c in collections if index is not None and index.available(c)] if method != "bm25" else []
     text = (query or "").strip()
     empty = not query_terms(text, drop_stop_words=False)
+    if index is not None and notes is not None and not empty and method != "bm25":
+        notes += [f"keyword search only for {c}: {index.problem(c)}" for c in collections if c not in usable]
     n = max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k)
 
     candidates: list[Candidate] = []
