@@ -18,6 +18,8 @@ top 5 of a k=10 search are not reused). `--tags` adds hit@5 per tag on the held-
 With a real LLM provider configured (GUM_LLM_PROVIDER and its key or base URL, from the environment or
 ./.env), the deep mode is measured too (`gum_mcp.retrieval.deep`: the hybrid's pool for k=10 reranked by the
 LLM, one call per query, ~400 calls; `--no-deep` skips it); its row says how many calls fell back.
+Embeddings are computed in GUM_EMBEDDING_PRECISION (from the environment; float32 unless set), so
+`GUM_EMBEDDING_PRECISION=int8 python bench/retrieval_quality.py` measures what int8 changes.
 Needs the MiniLM model (`gum-mcp models install`). tests/test_retrieval.py runs the tuning-set evaluation.
 """
 
@@ -301,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         def settings_for(n: int, name: str = "set"):
             data = Path(tmp) / f"{name}-{n}"
             # plaintext: quality does not depend on it, and no key is left in the config folder per temp store
-            return load_settings(env={}, cwd=Path(tmp), data_dir=data, models_dir=models_dir, encrypt=False)
+            return load_settings(env={}, cwd=Path(tmp), data_dir=data, models_dir=models_dir, encrypt=False,
+                                 embedding_precision=environment.embedding_precision)
 
         embedder, reason = make_embedder(settings_for(0, "probe"))
         if embedder is None:
