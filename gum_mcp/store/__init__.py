@@ -1,79 +1,31 @@
 """The store: SQLite is the single source of truth for a person's user model.
 
-`Store` is one object with synchronous (blocking) methods, grouped by idea in the modules of
+`Store` (store.py) is one object with synchronous (blocking) methods, grouped by idea in the modules of
 this package. Async callers use `store.aio.<method>(...)`, which runs the same method in a worker
 thread.
+
+The names below load on first use, so a light module of this package (`permissions`, `db`) does not load
+every other: `gum-mcp serve` answers its client's handshake before it opens the store.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
-
-from gum_mcp.config import Settings
-from gum_mcp.store import reredact
-from gum_mcp.store.access_log import AccessLog
-from gum_mcp.store.accounting import Accounting
-from gum_mcp.store.db import Database
-from gum_mcp.store.export import Export
-from gum_mcp.store.feedback import FeedbackLog
-from gum_mcp.store.forget import AfterForgetHook, ForgetHook, Forgetting
-from gum_mcp.store.inbox import Inbox
-from gum_mcp.store.index_log import IndexLog
-from gum_mcp.store.llm_state import LLMState
-from gum_mcp.store.pending_deletes import Deleter
-from gum_mcp.store.propositions import Propositions, StaleBatch
-from gum_mcp.store.redaction import Redactor
-from gum_mcp.store.retention import Retention
-from gum_mcp.store.search import Search
-from gum_mcp.store.sensitivity import Sensitivities
-from gum_mcp.store.suggestions import Suggestions
-from gum_mcp.store.tokens import Tokens
+if TYPE_CHECKING:
+    from gum_mcp.store.propositions import StaleBatch
+    from gum_mcp.store.store import Store
 
 __all__ = ["StaleBatch", "Store"]
 
 
-class Store(Inbox, Propositions, FeedbackLog, Forgetting, Accounting, Export, Search, IndexLog, Suggestions,
-            Retention, Tokens, AccessLog, LLMState, Sensitivities):
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.redactor = Redactor(settings.redact_patterns, contacts=settings.redact_contacts)
-        self.max_observation_chars = settings.max_observation_chars
-        self.forget_hooks: list[ForgetHook] = []
-        self.after_forget_hooks: list[AfterForgetHook] = []
-        self.deleters: dict[str, Deleter] = {}  # pending-delete kind -> who does it (gum_mcp.forgetting)
-        self.db = Database(settings.db_path, durability=settings.durability, settings=settings)
-        self.aio = _Async(self)
-        reredact.is_current(self.db, self.redactor)  # a new, empty store is redacted with this redactor
+def __getattr__(name: str) -> Any:
+    if name == "Store":
+        from gum_mcp.store.store import Store
 
-    @classmethod
-    def open(cls, settings: Settings) -> Store:
-        return cls(settings)
+        return Store
+    if name == "StaleBatch":
+        from gum_mcp.store.propositions import StaleBatch
 
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Async:
-    """`store.aio.name(...)` awaits `store.name(...)` in a worker thread."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        method = getattr(self._store, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
-
-        call.__name__ = name
-        return call
+        return StaleBatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,8 +38,11 @@ replaced and of which kinds. The kinds, applied in this order:
 
 Text already inside a ``[REDACTED:...]`` token is never matched again, and the rules run again
 (up to a few rounds) while they still find something, so redaction is idempotent.
-All patterns are compiled once per `Redactor`; the built-in ones avoid catastrophic backtracking
-(possessive quantifiers, bounded repetitions, start-of-word lookbehinds).
+The built-in rules are built once, on first use (`_builtin`), not on import: a process that never
+redacts (or redacts later) does not wait for their regular expressions to compile. A `Redactor`
+compiles its custom patterns when it is made, so an invalid one is reported at once. The built-in
+patterns avoid catastrophic backtracking (possessive quantifiers, bounded repetitions, start-of-word
+lookbehinds).
 
 How well it works is measured, not hoped for: `bench/redaction.py` scores it on the labelled corpus
 `tests/fixtures/redaction_corpus.jsonl` (recall per class and false positives, on a tuning half and a
@@ -52,12 +55,13 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gum_mcp.store import redaction_rules as more
-from gum_mcp.store.redaction_rules import luhn_ok as _luhn_ok
-from gum_mcp.store.redaction_rules import not_filler
+if TYPE_CHECKING:  # imported, and bound here, with the built-in rules (`_builtin`): its patterns compile on import
+    from gum_mcp.store import redaction_rules as more
 
 __all__ = ["REDACTOR_VERSION", "RedactionResult", "Redactor", "redact"]
 
@@ -460,7 +464,7 @@ _DIGITS_RE = re.compile(r"[0-9]+")
 
 def _card_digits_ok(digits: str) -> bool:
     # 2-6: Mastercard 2-series, Amex/Diners/JCB, Visa, Mastercard, Discover/UnionPay/Maestro.
-    return digits[0] in "23456" and _luhn_ok(digits)
+    return digits[0] in "23456" and more.luhn_ok(digits)
 
 
 def _count_digits(text: str) -> int:
@@ -628,7 +632,7 @@ def _ssn_spans(text: str) -> list[tuple[int, int]]:
 
 def _body_not_filler(value: str) -> bool:
     """A token whose body is not a placeholder such as `ghp_xxxxxxxx...`."""
-    return not_filler(value[4:])
+    return more.not_filler(value[4:])
 
 
 def _both(*checks: Callable[[str], bool] | None) -> Callable[[str], bool]:
@@ -680,7 +684,23 @@ def _builtin_rules(*, contacts: bool) -> list[_Rule]:
     return rules
 
 
-_BUILTIN_RULES = {contacts: tuple(_builtin_rules(contacts=contacts)) for contacts in (True, False)}
+#: contacts -> the built-in rules, built on first use (`_builtin`)
+_BUILTIN_RULES: dict[bool, tuple[_Rule, ...]] = {}
+_BUILTIN_LOCK = threading.Lock()
+
+
+def _builtin(contacts: bool) -> tuple[_Rule, ...]:
+    """The built-in rules (with or without contacts), built once, by whichever thread needs them first."""
+    global more
+    rules = _BUILTIN_RULES.get(contacts)
+    if rules is None:
+        with _BUILTIN_LOCK:
+            rules = _BUILTIN_RULES.get(contacts)
+            if rules is None:
+                from gum_mcp.store import redaction_rules as more
+
+                rules = _BUILTIN_RULES[contacts] = tuple(_builtin_rules(contacts=contacts))
+    return rules
 
 
 class Redactor:
@@ -692,7 +712,7 @@ class Redactor:
             extra_patterns = [extra_patterns]
         self.contacts = contacts
         self.extra_patterns = tuple(p for p in extra_patterns if p)
-        rules = list(_BUILTIN_RULES[contacts])
+        custom: list[_Rule] = []
         for pattern in extra_patterns:
             if not pattern:
                 continue
@@ -701,8 +721,15 @@ class Redactor:
             except re.error as exc:
                 message = f"GUM_REDACT_PATTERNS: invalid regular expression {pattern!r}: {exc}"
                 raise ValueError(message) from None
-            rules.append(_Rule("custom", _regex_finder(compiled)))
-        self._rules = tuple(rules)
+            custom.append(_Rule("custom", _regex_finder(compiled)))
+        self._custom = tuple(custom)
+        self._rules: tuple[_Rule, ...] | None = None  # the built-in rules, then the custom ones; on first use
+
+    def _built_rules(self) -> tuple[_Rule, ...]:
+        rules = self._rules
+        if rules is None:
+            rules = self._rules = _builtin(self.contacts) + self._custom
+        return rules
 
     def redact(self, text: str) -> RedactionResult:
         if not text:
@@ -722,7 +749,7 @@ class Redactor:
     def _round(self, text: str, kinds: set[str]) -> tuple[str, int]:
         lowered = text.lower()
         total = 0
-        for rule in self._rules:
+        for rule in self._built_rules():
             if rule.hints is not None:
                 for hint in rule.hints:
                     if hint in lowered:
