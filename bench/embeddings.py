@@ -5,8 +5,10 @@
 
 `--compare-with PATH` runs other code (e.g. `git worktree add /tmp/today HEAD`) and this checkout in fresh
 processes, alternately run by run (load from other processes falls on both alike): the other code in float32,
-this code in float32 and in int8, each process timing one run of every batch size; medians are printed, and
-the cosine of this code's int8 vectors to its float32 ones.
+this code in float32 and in int8, each process timing one run of every batch size and of single search queries
+(`query`: this code embeds them in int8 whatever the texts' precision, as GUM_QUERY_PRECISION does by default;
+older code embeds a query as a text; load includes that second encoder); medians are printed, and the cosine of
+this code's int8 vectors to its float32 ones.
 
 Texts are realistic propositions (one or two sentences, ~15-40 word pieces). Each figure is the median
 of several runs. Needs the model: `python -m gum_mcp.index.models install` (or `gum-mcp models install`).
@@ -73,11 +75,20 @@ def one_run(texts: int, precision: str) -> dict:
     model_dir = find_minilm(settings.models_dir)
     assert model_dir is not None, "the model is not installed"
     started = time.perf_counter()
-    embedder = MiniLMEmbedder(model_dir, precision) if precision != "float32" else MiniLMEmbedder(model_dir)
+    try:  # as the server makes it: search queries in int8 (GUM_QUERY_PRECISION's default)
+        embedder = MiniLMEmbedder(model_dir, precision, "int8")
+    except TypeError:  # older code: one precision for everything
+        embedder = MiniLMEmbedder(model_dir, precision) if precision != "float32" else MiniLMEmbedder(model_dir)
     load = time.perf_counter() - started
     sample = propositions(texts)
     embedder.embed(sample[:64])
     rates = {}
+    # one search query at a time, as a search embeds it (the model itself: no cache)
+    embed_query = getattr(embedder.model, "embed_query", None) or (lambda text: embedder.model.embed([text]))
+    start = time.perf_counter()
+    for n, text in enumerate(sample):
+        embed_query(f"{text} ({n})")
+    rates["query"] = len(sample) / (time.perf_counter() - start)
     for batch_size in BATCHES:
         start = time.perf_counter()
         for offset in range(0, len(sample), batch_size):
@@ -105,18 +116,19 @@ def compare(other: str, runs: int, texts: int) -> int:
                 return out.returncode
             got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{runs} runs each, alternating; medians (sentences/s); load average now {os.getloadavg()[0]:.2f}")
-    print(f"{'':22}" + "".join(f"{f'batch {b}':>12}" for b in BATCHES) + f"{'load':>10}")
+    columns = [str(b) for b in BATCHES] + ["query"]
+    print(f"{'':22}" + "".join(f"{f'batch {b}':>12}" for b in BATCHES) + f"{'query':>12}{'load':>10}")
     for name, _, _ in variants:
         rows = got[name]
-        print(f"{name:22}" + "".join(f"{statistics.median(r['rates'][str(b)] for r in rows):12.1f}" for b in BATCHES)
+        print(f"{name:22}" + "".join(f"{statistics.median(r['rates'][c] for r in rows):12.1f}" for c in columns)
               + f"{statistics.median(r['load_s'] for r in rows) * 1000:8.0f}ms")
     base = got[variants[0][0]]
-    def median(rows: list[dict], b: int) -> float:
-        return statistics.median(r["rates"][str(b)] for r in rows)
+    def median(rows: list[dict], column: str) -> float:
+        return statistics.median(r["rates"][column] for r in rows)
 
     for name, _, _ in variants[1:]:
         print(f"{name} / other code: " + ", ".join(
-            f"batch {b} {median(got[name], b) / median(base, b):.2f}x" for b in BATCHES))
+            f"{'batch ' + c if c.isdigit() else c} {median(got[name], c) / median(base, c):.2f}x" for c in columns))
     exact = np.array(got["this code, float32"][0]["vectors"], dtype=np.float32)
     fast = np.array(got["this code, int8"][0]["vectors"], dtype=np.float32)
     cosines = (exact * fast).sum(axis=1)

@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                     starts[mode].append(json.loads(run.stdout.strip().splitlines()[-1]))
             for mode in modes:
                 ordered = sorted(starts[mode], key=lambda r: r["total_s"])
-                result["modes"][mode]["first_answer"] = ordered[len(ordered) // 2]  # the median run
+                if ordered:  # --starts 0: not measured
+                    result["modes"][mode]["first_answer"] = ordered[len(ordered) // 2]  # the median run
             results.append(result)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -330,12 +331,13 @@ def main(argv: list[str] | None = None) -> int:
           f" {'start -> 1st hybrid (index load)':>32}")
     for r in results:
         for mode, m in r["modes"].items():
-            fa = m["first_answer"]
+            fa = m.get("first_answer")
+            first = f"{fa['total_s']:>12.2f} s ({fa['index_s']:.2f} s)" if fa else f"{'(not measured)':>32}"
             print(f"{r['n']:>8,} {mode:>10} | {m['bm25']['p50_ms']:>7.1f} / {m['bm25']['p95_ms']:<6.1f} |"
                   f" {m['vector']['p50_ms']:>6.1f} / {m['vector']['p95_ms']:<6.1f} |"
                   f" {m['hybrid']['p50_ms']:>6.1f} / {m['hybrid']['p95_ms']:<6.1f} | {m['empty_query_ms']:>5.1f}ms |"
                   f" {m['sqlite_build_s']:>10.1f} s | {m['index_build_s']:>9.1f} s | {m['files_mb']:>5.0f} MB |"
-                  f" {fa['total_s']:>12.2f} s ({fa['index_s']:.2f} s)")
+                  f" {first}")
         if {"encrypted", "plaintext"} <= set(r["modes"]):
             enc, plain = r["modes"]["encrypted"], r["modes"]["plaintext"]
             print(f"{'':>8} {'enc/plain':>10} | {enc['bm25']['p50_ms'] / plain['bm25']['p50_ms']:>7.2f}x{'':8} |"

@@ -18,8 +18,9 @@ top 5 of a k=10 search are not reused). `--tags` adds hit@5 per tag on the held-
 With a real LLM provider configured (GUM_LLM_PROVIDER and its key or base URL, from the environment or
 ./.env), the deep mode is measured too (`gum_mcp.retrieval.deep`: the hybrid's pool for k=10 reranked by the
 LLM, one call per query, ~400 calls; `--no-deep` skips it); its row says how many calls fell back.
-Embeddings are computed in GUM_EMBEDDING_PRECISION (from the environment; float32 unless set), so
-`GUM_EMBEDDING_PRECISION=int8 python bench/retrieval_quality.py` measures what int8 changes.
+Embeddings are computed as the environment asks (GUM_EMBEDDING_PRECISION for the texts, float32 unless set;
+GUM_QUERY_PRECISION for the queries, int8 unless set), so e.g. `GUM_QUERY_PRECISION=float32 python
+bench/retrieval_quality.py` measures what int8 queries change.
 Needs the MiniLM model (`gum-mcp models install`). tests/test_retrieval.py runs the tuning-set evaluation.
 """
 
@@ -192,7 +193,8 @@ def evaluate(store, index, fixture: dict, keys: dict[int, str], now: datetime,
     """Each method's scores over the fixture's queries, against one populated store."""
     results = {}
     texts = [q["query"] for q in fixture["queries"]]
-    vectors = index.embedder.embed(texts) if index is not None else [None] * len(texts)  # one batch
+    # each query embedded once, as a search embeds it (`embed_query`: in GUM_QUERY_PRECISION), for every method
+    vectors = [index.embed_query(t) for t in texts] if index is not None else [None] * len(texts)
     for method in methods:
         rows = []
         for q, vector in zip(fixture["queries"], vectors, strict=True):
@@ -214,7 +216,7 @@ def evaluate_deep(store, index, fixture: dict, keys: dict[int, str], now: dateti
     from gum_mcp.retrieval.deep import pool_size, rerank
 
     texts = [q["query"] for q in fixture["queries"]]
-    vectors = index.embedder.embed(texts)
+    vectors = [index.embed_query(t) for t in texts]
     rows, fallbacks = [], 0
 
     async def run() -> None:
@@ -304,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             data = Path(tmp) / f"{name}-{n}"
             # plaintext: quality does not depend on it, and no key is left in the config folder per temp store
             return load_settings(env={}, cwd=Path(tmp), data_dir=data, models_dir=models_dir, encrypt=False,
-                                 embedding_precision=environment.embedding_precision)
+                                 embedding_precision=environment.embedding_precision,
+                                 query_precision=environment.query_precision)
 
         embedder, reason = make_embedder(settings_for(0, "probe"))
         if embedder is None:

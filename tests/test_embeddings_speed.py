@@ -1,6 +1,6 @@
 """The faster paths, for correctness (their speed lives in bench/embeddings.py and bench/retrieval.py): MiniLM on
-onnxruntime against numpy, int8 against float32, batch invariance, the single-text cache, the batched dedup search,
-and BM25's split of common words at scale."""
+onnxruntime against numpy, int8 against float32, int8 queries against float32 texts, batch invariance, the query
+cache, the batched dedup search, and BM25's split of common words at scale."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
-from gum_mcp.index.embeddings import MiniLMEmbedder
+from gum_mcp.index.embeddings import MiniLMEmbedder, make_embedder
 from gum_mcp.index.models import find_minilm
 from gum_mcp.retrieval.dedup import dedup_search, dedup_search_many
 from gum_mcp.store import Store
@@ -76,17 +76,18 @@ def test_without_onnxruntime_float32_falls_back_to_numpy_and_int8_to_float32(mod
         "from gum_mcp.index.embeddings import MiniLMEmbedder\n"
         f"exact = MiniLMEmbedder(Path({str(models_dir)!r}))\n"
         f"fast = MiniLMEmbedder(Path({str(models_dir)!r}), 'int8')\n"
+        f"mixed = MiniLMEmbedder(Path({str(models_dir)!r}), 'float32', 'int8')\n"
         f"texts = {SENTENCES[:3]!r}\n"
-        "print(json.dumps([exact.model.backend, fast.precision, exact.embed(texts).tolist(),\n"
-        "                  fast.embed(texts).tolist()]))\n"
+        "print(json.dumps([exact.model.backend, fast.precision, mixed.query_precision, exact.embed(texts).tolist(),\n"
+        "                  fast.embed(texts).tolist(), [mixed.embed_query(t).tolist() for t in texts]]))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    backend, precision, exact, fast = json.loads(done.stdout.strip().splitlines()[-1])
-    assert backend == "numpy" and precision == "float32"
+    backend, precision, query_precision, exact, fast, queries = json.loads(done.stdout.strip().splitlines()[-1])
+    assert backend == "numpy" and precision == "float32" and query_precision == "float32"
     reference = MiniLM(models_dir, backend="numpy").embed(SENTENCES[:3])
-    np.testing.assert_allclose(np.array(exact, np.float32), reference, atol=1e-5)
-    np.testing.assert_allclose(np.array(fast, np.float32), reference, atol=1e-5)
+    for vectors in (exact, fast, queries):
+        np.testing.assert_allclose(np.array(vectors, np.float32), reference, atol=1e-5)
     assert "embedding with numpy" in done.stderr and "int8 embeddings are unavailable" in done.stderr
 
 
@@ -97,13 +98,37 @@ def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
     np.testing.assert_allclose(together, alone, atol=2e-5)
 
 
-def test_single_texts_are_cached(models_dir) -> None:
+def test_queries_are_cached(models_dir) -> None:
     embedder = MiniLMEmbedder(models_dir)
-    first = embedder.embed(["what does she eat"])
-    again = embedder.embed(["what does she eat"])
+    first = embedder.embed_query("what does she eat")
+    again = embedder.embed_query("what does she eat")
     np.testing.assert_array_equal(first, again)
-    again[0, 0] = 42.0  # a caller writing into its result does not change the cache
-    np.testing.assert_array_equal(embedder.embed(["what does she eat"]), first)
+    again[0] = 42.0  # a caller writing into its result does not change the cache
+    np.testing.assert_array_equal(embedder.embed_query("what does she eat"), first)
+
+
+def test_queries_in_int8_texts_in_float32(models_dir, tmp_path) -> None:
+    """GUM_QUERY_PRECISION (int8 by default) changes the vectors of search queries only: the texts stored and
+    compared against stay float32, exactly as with float32 queries."""
+    from gum_mcp.index.vector_index import VectorIndex
+
+    mixed = MiniLMEmbedder(models_dir, "float32", "int8")
+    exact = MiniLMEmbedder(models_dir, "float32", "float32")
+    assert (mixed.precision, mixed.query_precision, exact.query_precision) == ("float32", "int8", "float32")
+    assert mixed.name == exact.name
+    np.testing.assert_allclose(mixed.embed(SENTENCES), exact.embed(SENTENCES), atol=1e-6)
+    texts = exact.embed(SENTENCES)
+    queries = np.stack([mixed.embed_query(t) for t in SENTENCES])
+    np.testing.assert_allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    cosines = (queries * texts).sum(axis=1)
+    assert cosines.min() >= 0.99 and not np.allclose(queries, texts, atol=1e-4), cosines  # int8 really ran
+    np.testing.assert_allclose(np.stack([exact.embed_query(t) for t in SENTENCES]), texts, atol=1e-5)
+    # the default settings ask for it, and a search's query is embedded that way
+    settings = make_settings(tmp_path / "data")
+    embedder, _ = make_embedder(settings)
+    assert isinstance(embedder, MiniLMEmbedder) and embedder.query_precision == "int8"
+    with VectorIndex.open(settings, embedder) as index:
+        np.testing.assert_allclose(index.embed_query(SENTENCES[0]), mixed.embed_query(SENTENCES[0]), atol=1e-6)
 
 
 def test_batched_dedup_search_equals_one_by_one(tmp_path, embedder) -> None:

@@ -69,7 +69,7 @@ def test_an_encrypted_store_gets_the_sealed_index_and_no_chroma_files(settings, 
         assert hits[0].id == ids[0] and hits[0].embedding.shape == (embedder.dim,)
         # exact cosine: the same order and similarities as numpy over every stored vector
         stored = index.embeddings("propositions", ids)
-        query = embedder.embed(["getting ready for a running race"])[0]
+        query = index.embed_query("getting ready for a running race")  # the vector the search used
         cosines = {i: float(np.dot(v, query) / np.linalg.norm(v) / np.linalg.norm(query)) for i, v in stored.items()}
         expected = sorted(cosines, key=cosines.get, reverse=True)[:2]
         assert [h.id for h in hits] == expected

@@ -11,7 +11,8 @@ length, JSON header, raw little-endian tensors); no safetensors/torch/transforme
 Backends: the encoder layers run on onnxruntime (`onnx_encoder.py`: one graph, fused kernels) in float32 (the
 same vectors as numpy, cosine 0.9999998; 1.7x numpy for one query, 1.4x in bulk) or int8; the numpy
 implementation below is the reference and the fallback where onnxruntime cannot run (`backend="numpy"`).
-Tokenising, the embedding layer and mean pooling are numpy in both.
+Tokenising, the embedding layer and mean pooling are numpy in both. `embed_query` may run on a second encoder in
+another precision (`query_precision`: int8 queries beside float32 texts, see embeddings.MiniLMEmbedder).
 
 numpy speed: float32 throughout; Q, K and V are one fused matmul; the 1/sqrt(head dim) attention scale is
 folded into the query weights and the token-type row into the position table; texts are sorted by
@@ -137,6 +138,9 @@ ONNX_PASS_THREADS = {"float32": 2, "int8": 1}
 #: Tokens per forward pass in int8: onnxruntime's fixed cost per run is paid over more tokens. (float32 is
 #: fastest at the numpy budget: its larger activations stay in cache.)
 INT8_TOKEN_BUDGET = 1024
+#: Threads for a query's pass (`embed_query`): a query is one short pass, and with two cores an int8 one
+#: takes 1.6 ms against 2.0 ms on one (bench/embeddings.py prints it); float32 on two takes 3.6 ms.
+QUERY_PASS_THREADS = 2
 log = logging.getLogger("gum_mcp.index")
 
 
@@ -150,9 +154,11 @@ class MiniLM:
     ffn_rows = 128
     gelu_rows = 64
 
-    def __init__(self, model_dir: Path, precision: str = "float32", backend: str = "onnx") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    def __init__(self, model_dir: Path, precision: str = "float32", backend: str = "onnx",
+                 query_precision: str | None = None) -> None:
+        for value in (precision, query_precision or precision):
+            if value not in PRECISIONS:
+                raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {value!r}")
         if backend not in BACKENDS or (backend == "numpy" and precision != "float32"):
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (numpy in float32 only), not {backend!r}")
         model_dir = Path(model_dir)
@@ -233,6 +239,17 @@ class MiniLM:
                 if precision != "float32":
                     raise
                 log.warning("onnxruntime cannot run the encoder (%s); embedding with numpy, about half as fast", exc)
+        #: The encoder of `embed_query` when queries use another precision than texts (None: `_encoder`).
+        self._query_encoder: OnnxEncoder | None = None
+        if self._encoder is not None and query_precision not in (None, precision):
+            try:
+                self._query_encoder = OnnxEncoder(self.layers, self.hidden, self.heads, self.eps, query_precision,
+                                                  threads=min(QUERY_PASS_THREADS, cpus))
+            except Unsupported as exc:
+                log.warning("%s queries are unavailable (%s); queries are embedded in %s", query_precision, exc,
+                            precision)
+        #: What `embed_query` computes in.
+        self.query_precision = query_precision if self._query_encoder is not None else precision
         if self._encoder is not None:
             self.layers = []  # onnxruntime holds its own copy of the weights
             if precision == "int8":
@@ -268,6 +285,13 @@ class MiniLM:
         limit = self.max_chars
         clipped = [text if len(text) <= limit else text[:limit] for text in texts]
         return [encoding.ids for encoding in self.tokenizer.encode_batch(clipped, add_special_tokens=True)]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dim,) float32, L2-normalised: a search query's vector, in `query_precision` (the texts it is
+        compared with are embedded by `embed`, in `precision`). One pass, ahead of bulk passes at the gate."""
+        ids = self.token_ids([text])
+        with self._gate.slot(0):
+            return self._forward(ids, self._query_encoder)[0]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32, L2-normalised."""
@@ -317,7 +341,9 @@ class MiniLM:
             batches.append(current)
         return batches
 
-    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+    def _forward(self, batch_ids: list[list[int]], encoder: OnnxEncoder | None = None) -> np.ndarray:
+        """One pass over these texts' ids, on `encoder` (default: the model's own, or numpy)."""
+        encoder = encoder or self._encoder
         b = len(batch_ids)
         t = max(len(x) for x in batch_ids)
         lengths = np.fromiter((len(x) for x in batch_ids), dtype=np.int64, count=b)
@@ -333,10 +359,10 @@ class MiniLM:
         _layer_norm(x, *self.emb_ln, self.eps)
         # Additive attention bias for padded keys: (b, 1, 1, t).
         bias = None
-        if padded or self._encoder is not None:
+        if padded or encoder is not None:
             bias = np.where(mask, np.float32(0.0), np.float32(-1e30)).astype(np.float32)[:, None, None, :]
-        if self._encoder is not None:
-            x = self._encoder(x, bias, b, t)
+        if encoder is not None:
+            x = encoder(x, bias, b, t)
             return _pool(x.reshape(b, t, h), mask, lengths, padded)
 
         for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:

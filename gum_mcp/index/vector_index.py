@@ -45,6 +45,7 @@ from gum_mcp.index.embeddings import (
     Embedder,
     make_embedder,
     needs_reindex,
+    query_vector,
     signature,
     stored_signature,
 )
@@ -433,7 +434,7 @@ class VectorIndex:
 
     # -- reading
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+        return query_vector(self.embedder, text)
 
     def query(
         self,

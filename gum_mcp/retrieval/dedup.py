@@ -88,8 +88,8 @@ def _vector_side(store: Store, index: VectorIndex | None, text: str, n: int, vec
     if index is None or not index.available(_COLLECTION):
         return None, []
     try:
-        if vector is None:
-            vector = index.embed_query(text)
+        if vector is None:  # a draft is compared with propositions as a text (`embed`), as in a batch
+            vector = index.embedder.embed([text])[0]
         return vector, vector_search(store, index, _COLLECTION, vector, n, None, None, None)
     except Exception as exc:  # an embedding API or Chroma server down: keyword candidates still count
         log.warning("dedup: vector search failed (%s: %s); keyword candidates only", type(exc).__name__, exc)
