@@ -75,7 +75,7 @@ from gum_mcp.llm.factory import build_provider  # noqa: E402
 from gum_mcp.retrieval import Retriever  # noqa: E402
 from gum_mcp.store import Store  # noqa: E402
 from tests.fake_provider import FakeLLMServer, Reply  # noqa: E402
-from tests.test_engine import Request, parse_request, typed_reply  # noqa: E402
+from tests.test_engine import STAGES, Request, parse_request, typed_reply  # noqa: E402
 
 USER = "Priya"
 
@@ -119,6 +119,10 @@ def stable(*parts: object) -> int:
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16)
 
 
+#: The engine's stages, whose prompts and replies use typed ids; the suggestion prompt uses plain numbers.
+TYPED_STAGES = frozenset(STAGES.values())
+
+
 class PlausibleBrain:
     def __init__(self) -> None:
         self.calls = 0
@@ -126,7 +130,9 @@ class PlausibleBrain:
     def __call__(self, body: Any, path: str) -> Reply:
         request = parse_request(body, path)
         self.calls += 1
-        value = typed_reply(getattr(self, request.schema)(request))  # ids as the prompts write them: o12, p34, d3
+        value = getattr(self, request.schema)(request)
+        if request.schema in TYPED_STAGES:  # ids as those prompts write them: o12, p34, d3 (suggestions: plain)
+            value = typed_reply(value)
         return Reply(value=value, input_tokens=len(json.dumps(body)) // 4, output_tokens=len(json.dumps(value)) // 4)
 
     def AuditReply(self, r: Request) -> dict:

@@ -48,10 +48,10 @@ def anyio_backend() -> str:
 # ---------------------------------------------------------------------------------- the fake's brain
 
 OBS_RE = re.compile(
-    r'<observation id="o(\d+)" kind="([^"]*)" source="([^"]*)" at="([^"]*)"(?: seen="(\d+)")?>(.*?)</observation>',
+    r'<observation id="o?(\d+)" kind="([^"]*)" source="([^"]*)" at="([^"]*)"(?: seen="(\d+)")?>(.*?)</observation>',
     re.S,
 )
-PROP_RE = re.compile(r'<proposition id="p(\d+)" confidence="(\d+)" decay="(\d+)" support="(\d+)"[^>]*>(.*?)'
+PROP_RE = re.compile(r'<proposition id="p?(\d+)" confidence="(\d+)" decay="(\d+)" support="(\d+)"[^>]*>(.*?)'
                      r"(?:<reasoning>.*?</reasoning>)?</proposition>", re.S)
 DRAFT_RE = re.compile(r'<draft id="d(\d+)" confidence="(\d+)" decay="(\d+)" observations="([o\d ]*)"'
                       r'(?: compare_with="([p\d ]*)")?>(.*?)(?:<reasoning>.*?</reasoning>)?</draft>', re.S)
