@@ -98,13 +98,19 @@ def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
     np.testing.assert_allclose(together, alone, atol=2e-5)
 
 
-def test_queries_are_cached(models_dir) -> None:
-    embedder = MiniLMEmbedder(models_dir)
-    first = embedder.embed_query("what does she eat")
-    again = embedder.embed_query("what does she eat")
+def test_single_texts_and_queries_are_cached(models_dir) -> None:
+    embedder = MiniLMEmbedder(models_dir, "float32", "int8")
+    first = embedder.embed(["what does she eat"])
+    again = embedder.embed(["what does she eat"])
     np.testing.assert_array_equal(first, again)
-    again[0] = 42.0  # a caller writing into its result does not change the cache
-    np.testing.assert_array_equal(embedder.embed_query("what does she eat"), first)
+    again[0, 0] = 42.0  # a caller writing into its result does not change the cache
+    np.testing.assert_array_equal(embedder.embed(["what does she eat"]), first)
+    query = embedder.embed_query("what does she eat")
+    assert not np.array_equal(query, first[0])  # the query's own (int8) vector, not the text's
+    query[0] = 42.0
+    np.testing.assert_array_equal(embedder.embed_query("what does she eat"), embedder.model.embed_query(
+        "what does she eat"))
+    assert len(embedder._queries) == 2
 
 
 def test_queries_in_int8_texts_in_float32(models_dir, tmp_path) -> None:

@@ -22,7 +22,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,8 +90,8 @@ _minilm_cache: dict[tuple[Path, str], MiniLM] = {}
 _minilm_lock = threading.Lock()
 log = logging.getLogger("gum_mcp.index")
 
-#: Queries whose vectors are kept, per embedder: an agent asking again, the engine's audit and gather asking
-#: about the same draft, cost nothing the second time.
+#: Single texts and queries whose vectors are kept, per embedder: an agent asking again, the engine asking
+#: again about the same batch (a retry, a split), cost nothing the second time.
 QUERY_CACHE = 512
 
 
@@ -135,24 +135,32 @@ class MiniLMEmbedder:
         self.dim = self.model.dim
         self.precision = self.model.precision
         self.query_precision = self.model.query_precision
-        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._queries_lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a list of texts, not a str")
-        return self.model.embed(texts)
+        if len(texts) != 1:
+            return self.model.embed(texts)
+        return self._cached("text", texts[0], lambda: self.model.embed(texts)[0])[None, :]
 
     def embed_query(self, text: str) -> np.ndarray:
-        """(dim,) float32: a search query's vector, in `query_precision`; the last QUERY_CACHE are kept."""
+        """(dim,) float32: a search query's vector, in `query_precision`."""
+        return self._cached("query", text, lambda: self.model.embed_query(text))
+
+    def _cached(self, kind: str, text: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A single text's vector, kept among the last QUERY_CACHE: "text" (embed) and "query" (embed_query) are
+        one entry when both precisions are the same."""
+        key = (kind if self.query_precision != self.precision else "text", text)
         with self._queries_lock:
-            known = self._queries.get(text)
+            known = self._queries.get(key)
             if known is not None:
-                self._queries.move_to_end(text)
+                self._queries.move_to_end(key)
                 return known.copy()
-        vector = self.model.embed_query(text)
+        vector = compute()
         with self._queries_lock:
-            self._queries[text] = vector.copy()
+            self._queries[key] = vector.copy()
             if len(self._queries) > QUERY_CACHE:
                 self._queries.popitem(last=False)
         return vector
