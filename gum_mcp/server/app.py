@@ -120,32 +120,35 @@ class Serving:
         (with manage_runtime), then the gum://suggestions watch. For `serve`, they start once the store is open."""
         state = self.state
         if state is not None:
-            async with running(state.runtime.run, self.manage_runtime), running(state.suggestions.run):
+            async with self._running(state):
                 yield state
             return
         self._wanted, self._opened = anyio.Event(), anyio.Event()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._open, tg)
-            try:
-                yield self  # requests get the state once it is there (`__call__`)
-            finally:
-                tg.cancel_scope.cancel()
+        async with running(self._open):
+            yield self  # requests get the state once it is there (`__call__`)
 
-    async def _open(self, tg: anyio.abc.TaskGroup) -> None:
+    @asynccontextmanager
+    async def _running(self, state: GumState) -> AsyncIterator[None]:
+        """The runtime (with manage_runtime), then the gum://suggestions watch, for the block."""
+        async with running(state.runtime.run, self.manage_runtime), running(state.suggestions.run):
+            yield
+
+    async def _open(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """`serve`: open the runtime when asked (or after OPEN_GRACE), run it, and let waiting requests in."""
         assert self._wanted is not None and self._opened is not None
+        task_status.started()
         with anyio.move_on_after(OPEN_GRACE):
             await self._wanted.wait()
         try:
             state, middleware = await anyio.to_thread.run_sync(self._open_runtime)
         except Exception as exc:
             _exit_with(exc)
-        if self.manage_runtime:
-            await tg.start(state.runtime.run)
-        await tg.start(state.suggestions.run)
-        if self._passed:
-            state.runtime.request_served()  # what RequestServed did not see
-        self.state, self.middleware = state, middleware
-        self._opened.set()
+        async with self._running(state):
+            if self._passed:
+                state.runtime.request_served()  # what RequestServed did not see
+            self.state, self.middleware = state, middleware
+            self._opened.set()
+            await anyio.sleep_forever()
 
     def _open_runtime(self) -> tuple[GumState, tuple[Any, ...]]:
         from gum_mcp.runtime import Runtime
