@@ -46,7 +46,14 @@ from typing import Any
 import numpy as np
 
 from gum_mcp.config import Settings
-from gum_mcp.store.db import BUSY_TIMEOUT_MS, connect, crash_point, ensure_private_dir, ensure_private_file
+from gum_mcp.store.db import (
+    BUSY_TIMEOUT_MS,
+    connect,
+    crash_point,
+    ensure_private_dir,
+    ensure_private_file,
+    truncate_wal,
+)
 from gum_mcp.store.keys import DataKey, find_key, store_state, wants_encryption
 
 log = logging.getLogger("gum_mcp.index")
@@ -144,10 +151,8 @@ class SealedClient:
         """After deletes: fold the WAL back into the file and truncate it, so no earlier copy of a page
         (a deleted vector) stays in the WAL; secure_delete has zeroed the freed rows and pages. Returns
         False when another process kept the WAL busy (beyond the busy timeout) every time."""
-        for _attempt in range(attempts):
-            with self.lock:
-                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
+        with self.lock:
+            if truncate_wal(self._conn, attempts):
                 return True
         log.warning("%s: WAL checkpoint stayed busy; deleted vectors may remain in its WAL until later", self.path)
         return False

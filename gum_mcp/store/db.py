@@ -393,11 +393,8 @@ class Database:
         with self.lock:
             for table in ("observations_fts", "propositions_fts"):
                 self._conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
-            for attempt in range(attempts):
-                busy, _frames, _done = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if not busy:
-                    return True
-                time.sleep(min(0.01 * (attempt + 1), 0.2))
+            if truncate_wal(self._conn, attempts):
+                return True
             log.warning("WAL checkpoint stayed busy; forgotten text may remain in the WAL until later")
             return False
 
@@ -405,6 +402,17 @@ class Database:
         with self.lock:
             self._conn.close()
             self.store_lock.release()
+
+
+def truncate_wal(conn: Any, attempts: int) -> bool:
+    """Fold the WAL back into the database file and truncate it, so no earlier copy of a page (deleted text, a
+    deleted vector) stays in it. False when other processes kept it busy at every attempt (backing off between)."""
+    for attempt in range(attempts):
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if not busy:
+            return True
+        time.sleep(min(0.01 * (attempt + 1), 0.2))
+    return False
 
 
 def _statements(script: str) -> Iterator[str]:
