@@ -48,7 +48,7 @@ import numpy as np
 from gum_mcp.config import Settings
 from gum_mcp.store.db import (
     BUSY_TIMEOUT_MS,
-    connect,
+    connect_with,
     crash_point,
     ensure_private_dir,
     ensure_private_file,
@@ -131,12 +131,7 @@ class SealedClient:
             raise Unavailable(f"no vector index at {path} yet")
         ensure_private_dir(path.parent)
         ensure_private_file(path)
-        try:
-            self._conn = connect(path, None if key is None else key.sqlcipher)
-        except Exception:
-            if key is None or key.previous is None:
-                raise
-            self._conn = connect(path, key.previous.sqlcipher)  # an interrupted key rotation
+        self._conn = connect_with(path, key)
         self.lock = threading.RLock()
         for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"busy_timeout = {BUSY_TIMEOUT_MS}",
                        "secure_delete = ON", "temp_store = MEMORY"):

@@ -147,6 +147,17 @@ def connect(path: Path | str, key: str | None = None, *, read_only: bool = False
     return conn
 
 
+def connect_with(path: Path | str, key: DataKey | None) -> Any:
+    """`connect` with a data dir's key (None: plaintext). During an interrupted key rotation a file may still be
+    under the previous key: it opens with that one."""
+    try:
+        return connect(path, None if key is None else key.sqlcipher)
+    except KeyProblem:
+        if key is None or key.previous is None:
+            raise
+        return connect(path, key.previous.sqlcipher)
+
+
 def _keyed(module: Any, target: str, uri: bool, timeout: float, key: str | None, page_hmac: str) -> Any:
     """A connection whose first read succeeded (closed and re-raised if it failed)."""
     conn = module.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri)
@@ -316,13 +327,7 @@ class Database:
                 key = create_key(settings)
         ensure_private_file(path)
         # SQLite gives the -wal and -shm files the main file's permissions.
-        try:
-            self._conn = connect(path, None if key is None else key.sqlcipher)
-        except KeyProblem:
-            if key is None or key.previous is None:
-                raise
-            # an interrupted key rotation: this file may still be under the previous key
-            self._conn = connect(path, key.previous.sqlcipher)
+        self._conn = connect_with(path, key)
         return key
 
     def _creation_lock(self) -> str:

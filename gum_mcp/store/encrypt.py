@@ -35,6 +35,7 @@ from gum_mcp.store.crypto import Sealer
 from gum_mcp.store.db import (
     FILE_MODE,
     connect,
+    connect_with,
     crash_point,
     driver,
     encryption_available,
@@ -207,15 +208,7 @@ def export_plaintext(settings: Settings, target: Path, *, progress: Progress | N
 
 def _export_database(source: Path, out: Path, key: DataKey | None) -> None:
     """A plaintext copy of the SQLite file `source` (opened with `key`, or plaintext) at `out`: one snapshot."""
-    if key is None or store_state(source) == "plaintext":
-        conn = connect(source, None)
-    else:
-        try:
-            conn = connect(source, key.sqlcipher)
-        except KeyProblem:
-            if key.previous is None:
-                raise
-            conn = connect(source, key.previous.sqlcipher)  # an interrupted key rotation
+    conn = connect_with(source, None if store_state(source) == "plaintext" else key)
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         fd = os.open(out, os.O_CREAT | os.O_WRONLY | os.O_EXCL, FILE_MODE)
