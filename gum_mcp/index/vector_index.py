@@ -132,11 +132,9 @@ def make_client(settings: Settings, *, create: bool = True) -> ClientAPI:
     from gum_mcp.index.vector_store import Unavailable, sealed_client
 
     try:
-        sealed = sealed_client(settings, create=create)
+        return sealed_client(settings, create=create)  # type: ignore[return-value]
     except Unavailable as exc:
         raise IndexUnavailable(str(exc)) from None
-    assert sealed is not None
-    return sealed  # type: ignore[return-value]
 
 
 class VectorIndex:

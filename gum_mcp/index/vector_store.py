@@ -78,14 +78,12 @@ class Unavailable(RuntimeError):
     """No vectors file yet (read-only open), or it does not open."""
 
 
-def sealed_client(settings: Settings, *, create: bool) -> SealedClient | None:
+def sealed_client(settings: Settings, *, create: bool) -> SealedClient:
     """The client of the local index, vectors.sqlite3 (encrypted when the store is, plaintext when it is
-    not), or None for a Chroma server (GUM_CHROMA_URL). The owner (`create`) deletes what an older version
-    or an interrupted migration left (both derived: catch-up rebuilds them): chroma/ beside a plaintext
+    not; a Chroma server, GUM_CHROMA_URL, is vector_index.make_client's). The owner (`create`) deletes what
+    an older version or an interrupted migration left (both derived: catch-up rebuilds them): chroma/ beside a plaintext
     store, a vectors file that is plaintext beside an encrypted store or the other way round. Raises
     Unavailable when read-only and there is nothing (fit) yet."""
-    if settings.chroma_url:
-        return None
     key = find_key(settings)
     if key is None and store_state(settings.db_path) == "new" and wants_encryption(settings):
         raise Unavailable("the store is not created yet: open it first")
