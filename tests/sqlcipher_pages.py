@@ -56,6 +56,16 @@ def readable_bytes(data_dir: Path, name: str = "gum.sqlite3") -> bytes:
     return b"".join(out)
 
 
+def every_file_bytes(data_dir: Path) -> bytes:
+    """The raw bytes of every file under the data dir; on an encrypted one also every page of the store and of
+    the vectors file decrypted (free pages and WAL frames included), so encryption cannot hide a forget that
+    failed."""
+    blob = b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
+    if (data_dir / "encryption.json").exists():
+        blob += readable_bytes(data_dir) + readable_bytes(data_dir, "vectors.sqlite3")
+    return blob
+
+
 def page_reserve(path: Path, sqlcipher_key: str) -> int:
     """Bytes at the end of each page (IV and HMAC) of the encrypted file at `path`, as SQLCipher opens it."""
     conn = connect(path, sqlcipher_key, read_only=True)

@@ -90,15 +90,10 @@ async def gum(request: pytest.FixtureRequest, tmp_path: Path, log_file: Path) ->
 
 
 def every_file(data_dir: Path) -> bytes:
-    """The raw bytes of every file under the data dir, lower-cased; on an encrypted data dir also every
-    page of the store and of the vectors file decrypted (free pages included), so encryption cannot hide
-    a forget that failed."""
-    blob = b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
-    if (data_dir / "encryption.json").exists():
-        from tests.sqlcipher_pages import readable_bytes
+    """`every_file_bytes` (tests/sqlcipher_pages.py), lower-cased."""
+    from tests.sqlcipher_pages import every_file_bytes
 
-        blob += readable_bytes(data_dir) + readable_bytes(data_dir, "vectors.sqlite3")
-    return blob.lower()
+    return every_file_bytes(data_dir).lower()
 
 
 def data(result) -> dict:

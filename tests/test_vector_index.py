@@ -28,9 +28,10 @@ from gum_mcp.index.vector_index import (
 )
 from gum_mcp.retrieval import search
 from gum_mcp.store import Store
-from gum_mcp.store.db import connect
+from gum_mcp.store.db import connect_with
 from gum_mcp.store.keys import find_key, store_state
 from tests.conftest import REPO, gum_env, make_settings, wait_until
+from tests.sqlcipher_pages import every_file_bytes
 
 
 class HashingEmbedder:
@@ -277,8 +278,7 @@ def test_read_only_opens_never_write(settings, store, embedder):
 
 def stored_vector(settings, collection: str, item_id: int) -> bytes:
     """The bytes of a vector as the index stored them, read from vectors.sqlite3 on a connection of its own."""
-    key = find_key(settings)
-    conn = connect(settings.vectors_path, None if key is None else key.sqlcipher)
+    conn = connect_with(settings.vectors_path, find_key(settings))
     try:
         [(blob,)] = conn.execute("SELECT embedding FROM vectors WHERE collection = ? AND id = ?",
                                  (COLLECTION_NAMES[collection], str(item_id))).fetchall()
@@ -293,17 +293,6 @@ def pieces(vector: bytes) -> list[bytes]:
     return [vector, vector[:48], vector[middle : middle + 48], vector[-48:]]
 
 
-def every_file(data_dir: Path) -> bytes:
-    """The raw bytes of every file under the data dir; on an encrypted one also every page of the store and
-    of the vectors file decrypted (free pages and WAL frames included)."""
-    blob = b"".join(p.read_bytes() for p in sorted(data_dir.rglob("*")) if p.is_file())
-    if (data_dir / "encryption.json").exists():
-        from tests.sqlcipher_pages import readable_bytes
-
-        blob += readable_bytes(data_dir) + readable_bytes(data_dir, "vectors.sqlite3")
-    return blob
-
-
 def test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open(settings, store, embedder):
     ids = add(store, *TEXTS)
     obs = store.add_observation("Strava shows a morning run of 8.2 km along the Douro")
@@ -312,13 +301,13 @@ def test_a_forgotten_items_vector_leaves_every_file_while_the_index_is_open(sett
         gone = pieces(stored_vector(settings, "propositions", ids[0])) + pieces(
             stored_vector(settings, "observations", obs.id))
         kept = stored_vector(settings, "propositions", ids[1])
-        blob = every_file(settings.data_dir)
+        blob = every_file_bytes(settings.data_dir)
         assert all(piece in blob for piece in gone)  # the scan below sees vectors where they are
         store.forget_proposition(ids[0])
         store.forget_observations([obs.id])
         assert index.catch_up(store).deleted == 2
         # the index is still open (its WAL is not folded back by a close): the vectors are gone all the same
-        blob = every_file(settings.data_dir)
+        blob = every_file_bytes(settings.data_dir)
         assert [n for n, piece in enumerate(gone) if piece in blob] == []
         assert kept in blob
         assert {h.id for h in index.query("propositions", TEXTS[0], 4)} == set(ids) - {ids[0]}
@@ -330,11 +319,11 @@ def test_forget_on_the_command_line_with_no_server_takes_the_vectors_out_at_once
         index.catch_up(store)
     gone = pieces(stored_vector(settings, "propositions", ids[0]))
     kept = stored_vector(settings, "propositions", ids[1])
-    assert all(piece in every_file(settings.data_dir) for piece in gone)
+    assert all(piece in every_file_bytes(settings.data_dir) for piece in gone)
     forgot = subprocess.run([sys.executable, "-m", "gum_mcp", "forget", "--proposition", str(ids[0])], cwd=REPO,
                             env=gum_env(settings.data_dir), capture_output=True, text=True, timeout=120)
     assert forgot.returncode == 0, forgot.stderr
-    blob = every_file(settings.data_dir)  # no server ran, and none has started since
+    blob = every_file_bytes(settings.data_dir)  # no server ran, and none has started since
     assert [n for n, piece in enumerate(gone) if piece in blob] == []
     assert kept in blob
 
