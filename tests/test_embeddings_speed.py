@@ -52,6 +52,25 @@ def test_int8_is_within_cosine_099_of_float32(models_dir) -> None:
     assert cosines.min() >= 0.99, cosines
 
 
+def test_int8_integer_products_are_exact_on_this_cpu(models_dir) -> None:
+    """The int8 encoder's weights get as many levels as this CPU's integer matmul adds without overflow: on
+    AVX2-only x86 a full-range pair (2 x 255 x 127) saturates a 16-bit sum and corrupts the vector."""
+    from gum_mcp.index.minilm import MiniLM
+    from gum_mcp.index.onnx_encoder import FULL_WEIGHT_LEVELS, SAFE_WEIGHT_LEVELS, integer_matmul, weight_levels
+
+    levels = weight_levels()
+    assert levels in (FULL_WEIGHT_LEVELS, SAFE_WEIGHT_LEVELS)
+    rng = np.random.default_rng(7)
+    weights = rng.integers(-levels, levels + 1, size=(384, 64)).astype(np.int8)
+    weights[:, :8] = levels  # worst cases: whole columns at the extremes
+    weights[:, 8:16] = -levels
+    activations = rng.integers(0, 256, size=(24, 384)).astype(np.uint8)
+    activations[:4] = [[255], [0], [128], [1]]
+    exact = (activations.astype(np.int64) - 128) @ weights.astype(np.int64)
+    np.testing.assert_array_equal(integer_matmul(weights, activations), exact)
+    assert MiniLM(models_dir, "int8")._encoder.levels == levels
+
+
 def test_float32_on_onnxruntime_gives_numpys_vectors(models_dir) -> None:
     from gum_mcp.index.minilm import MiniLM
 

@@ -3,27 +3,29 @@
 numpy runs each matmul well but pays Python's and numpy's fixed cost on every one of the ~90 small operations
 of a forward pass, and has no fast int8 (nor float16) matmul on a CPU. onnxruntime, which chromadb already
 installs, runs the whole encoder as one graph with fused kernels: in float32 the same vectors as numpy (cosine
-0.9999998) at about twice numpy's speed for one query and 1.3x in bulk; in int8 (`DynamicQuantizeMatMul`'s
-integer dot-product instructions: AVX-512 VNNI, AVX-VNNI, NEON dot) about 2.5x numpy in bulk, cosine >= 0.99.
+0.9999998) at about twice numpy's speed for one query and 1.3x in bulk; in int8 (`MatMulIntegerToFloat`: integer
+dot-product instructions where the CPU has them, AVX-512 VNNI, AVX-VNNI, Arm's dot product) about 2.5x numpy in
+bulk on such a CPU, and 1.3-1.7x on one with AVX2 only; cosine >= 0.99.
 This module writes the graph by hand (the protobuf wire format of the few messages needed, no `onnx` package)
 from the weights `minilm.MiniLM` already holds. Embeddings, the embedding LayerNorm and mean pooling stay in
 numpy; `minilm.py` keeps the whole model in numpy as the reference and the fallback.
 
 int8 quantization, chosen by the cosine to float32 on generic sentences (none of the retrieval sets):
-- weights: symmetric int8 per output column (scale = max |w| / 127 of each column);
-- activations: asymmetric uint8 per matrix, computed per pass by onnxruntime; the inputs of the two
-  feed-forward matmuls (the largest, and the ones with outlier tokens) are first divided by each row's
-  largest magnitude, so every token gets the whole int8 range, and the product is multiplied back
-  (y = r * (x / r) W: exact in real numbers, per-row quantization in effect);
+- weights: symmetric per output column (scale = max |w| / levels of each column): 127 levels per sign, or 63
+  on CPUs whose integer matmul would otherwise overflow (`weight_levels`);
+- activations: the input of every linear layer is divided by each row's largest magnitude, so every token gets
+  the whole range, quantized to uint8 around 128, and the product is multiplied back (y = r * (x / r) W: exact
+  in real numbers, per-row quantization in effect);
 - attention scores, softmax, GELU (exact, erf) and LayerNorms in float32.
 
-Per sentence the int8 cosine to float32 is >= 0.995 (mean 0.998) on realistic propositions; test_embeddings_speed
+Per sentence the int8 cosine to float32 is >= 0.99 (mean 0.996-0.998) on realistic propositions; test_embeddings_speed
 checks it.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,18 +143,61 @@ def _model(nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], o
 Layer = tuple  # minilm.MiniLM.layers: (qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2), (in, out) matrices
 
 
-def _quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(127.0)
-    quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+def _quantize_columns(weight: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(levels)
+    quantized = np.clip(np.rint(weight / scale), -levels, levels).astype(np.int8)
     return quantized, scale.astype(np.float32)
 
 
-def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float,
-                  precision: str) -> tuple[bytes, dict[str, np.ndarray]]:
+#: Weight levels per sign: the full int8 range, and the 7-bit range whose products cannot overflow 16 bits.
+FULL_WEIGHT_LEVELS, SAFE_WEIGHT_LEVELS = 127, 63
+_levels_lock = threading.Lock()
+_levels: int | None = None
+
+
+def integer_matmul(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """onnxruntime's MatMulIntegerToFloat (the int8 encoder's kernel) on uint8 `activations` (zero point 128)
+    and int8 `weights`, scales 1."""
+    import onnxruntime as ort
+
+    k, n = weights.shape
+    inits = [_tensor("w", weights), _tensor("as", np.array(1.0, np.float32)), _tensor("ws", np.ones(n, np.float32)),
+             _tensor("az", np.array(128, np.uint8))]
+    model = _model([_node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], _MS)], inits,
+                   [_value_info("a", _UINT8, ["m", k])], [_value_info("y", _FLOAT, ["m", n])])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return session.run(["y"], {"a": activations})[0]
+
+
+def weight_levels() -> int:
+    """How many levels per sign the int8 weights get on this CPU: 127 where onnxruntime's integer matmul is
+    exact, 63 where it is not. CPUs with int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, Arm's dot
+    product) add each product into 32 bits. x86 CPUs without them (AVX2 only, e.g. AMD Zen 2/3, Intel before
+    Ice Lake) multiply pairs of uint8 x int8 into a saturating 16-bit sum: 2 x 255 x 127 overflows it, and a
+    saturated sum silently corrupts the vector (seen: 48,960 for 6,193,536). With weights in [-63, 63] no pair
+    can overflow (2 x 255 x 63 < 32,767), as onnxruntime's own quantizer does with `reduce_range`. Asked once
+    per process by running the kernel on a worst case (a few ms)."""
+    global _levels
+    with _levels_lock:
+        if _levels is None:
+            weights = np.full((64, 16), FULL_WEIGHT_LEVELS, np.int8)
+            weights[:, 1::2] = -FULL_WEIGHT_LEVELS
+            activations = np.array([[255] * 64, [0] * 64, [128] * 64, [200, 7] * 32], np.uint8)
+            exact = (activations.astype(np.int64) - 128) @ weights.astype(np.int64)
+            _levels = (FULL_WEIGHT_LEVELS if np.array_equal(integer_matmul(weights, activations), exact)
+                       else SAFE_WEIGHT_LEVELS)
+        return _levels
+
+
+def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: str,
+                  levels: int = FULL_WEIGHT_LEVELS) -> tuple[bytes, dict[str, np.ndarray]]:
     """The ONNX model of the encoder layers, and the arrays of its external initializers by name. Inputs:
     x (tokens, hidden) float32 after the embedding LayerNorm, mask (b, 1, 1, t) additive, shape4 = [b, t,
-    heads, head dim], shape2 = [b * t, hidden]; output y. The linear layers run in `precision`; everything
-    else in float32."""
+    heads, head dim], shape2 = [b * t, hidden]; output y. The linear layers run in `precision` (int8: weights in
+    [-levels, levels], see `weight_levels`); everything else in float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     nodes: list[bytes] = []
@@ -171,7 +216,7 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float,
             nodes.extend([_node("MatMul", [x, f"{name}.w"], [f"{name}.y"]),
                           _node("Add", [f"{name}.y", f"{name}.b"], [out])])
             return
-        quantized, scale = _quantize_columns(weight)
+        quantized, scale = _quantize_columns(weight, levels)
         inits.add(f"{name}.w", quantized)
         inits.add(f"{name}.s", scale)
         inits.add(f"{name}.b", bias.astype(np.float32, copy=False))
@@ -246,8 +291,12 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        #: int8 weights' levels per sign on this CPU (`weight_levels`); None in float32.
+        self.levels: int | None = None
         try:
-            model, arrays = encoder_graph(layers, hidden, eps, precision)
+            if precision == "int8":
+                self.levels = weight_levels()
+            model, arrays = encoder_graph(layers, hidden, eps, precision, self.levels or FULL_WEIGHT_LEVELS)
             # onnxruntime reads the weights from these arrays (they must outlive the session; it keeps
             # its own packed copies for the matmuls)
             self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays.values()]
