@@ -175,10 +175,12 @@ def main() -> int:
     embedder.embed(texts[:64])  # warm caches
     for batch_size in (1, 16, 64):
         rates = []
-        for _ in range(args.runs):
+        for run in range(args.runs):
+            # distinct texts per run: the embedder's cache of single texts must not answer
+            fresh = [f"{text} ({batch_size}.{run})" for text in texts]
             start = time.perf_counter()
-            for offset in range(0, len(texts), batch_size):
-                embedder.embed(texts[offset : offset + batch_size])
+            for offset in range(0, len(fresh), batch_size):
+                embedder.embed(fresh[offset : offset + batch_size])
             rates.append(len(texts) / (time.perf_counter() - start))
         median = statistics.median(rates)
         print(f"batch {batch_size:>3}: {median:8.1f} sentences/s  ({1000 / median * batch_size:7.2f} ms per call; "
