@@ -205,7 +205,7 @@ async def replay(fake: FakeLLMServer, rows: list[dict], seeded: int, batch: int,
                  ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = fake.settings("openai", Path(tmp) / "data", user_name=USER, batch_min=batch, batch_max=batch,
-                                 batch_max_wait=0, llm_max_retries=0)
+                                 batch_max_wait=0, llm_max_retries=0, models_dir=Path(os.environ["GUM_MODELS_DIR"]))
         store = Store.open(settings)
         provider = build_provider(settings, store)
         try:
@@ -412,7 +412,8 @@ async def gather_recall(fake: FakeLLMServer, half: str, pairs: list[dict], draft
     background = [p["text"] for p in json.loads(QUALITY.read_text())["propositions"] if _normal(p["text"]) not in taken]
     with tempfile.TemporaryDirectory() as tmp:
         settings = fake.settings("openai", Path(tmp) / "data", user_name=USER, audit=False, llm_max_retries=0,
-                                 llm_timeout=30, batch_max=max(25, drafts_per_batch))
+                                 llm_timeout=30, batch_max=max(25, drafts_per_batch),
+                                 models_dir=Path(os.environ["GUM_MODELS_DIR"]))
         runtime = Runtime(settings, engine=False, serving=False)
         store = runtime.store
         provider = build_provider(settings, store)
