@@ -89,7 +89,8 @@ def test_the_null_is_measured_per_query_and_per_collection(store, index, embedde
     assert a.std == pytest.approx(float((sample @ broad).std()), abs=1e-5)
     # every hybrid hit's vector relevance is its cosine against the query's own null
     hits = search(store, index, "what does she eat", 5, now=NOW)
-    null = null_for(store, index, "propositions", embedder.embed(["what does she eat"])[0])
+    # the null of the query's vector as the search embedded it (`embed_query`: GUM_QUERY_PRECISION)
+    null = null_for(store, index, "propositions", embedder.embed_query("what does she eat"))
     for hit in hits:
         assert 0 < hit.relevance <= 1 and hit.similarity is not None
     assert hits[0].relevance >= null.relevance(hits[0].similarity) - 1e-6
