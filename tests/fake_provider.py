@@ -33,6 +33,7 @@ with small timeouts and backoff so tests are fast.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import struct
@@ -234,7 +235,8 @@ class FakeLLMServer:
 
     def settings(self, provider: str = "openai", data_dir: Path | str | None = None, **overrides: Any) -> Settings:
         """Settings for `provider` against this server: no key (a local server needs none),
-        timeout 0.5 s, 2 retries, backoff base 0.01 s and cap 0.5 s; `overrides` win."""
+        timeout 0.5 s, 2 retries, backoff base 0.01 s and cap 0.5 s; the embedding model from GUM_MODELS_DIR
+        (tests/conftest.py sets it to the repo's .models); `overrides` win."""
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="gum-fake-"))
             self._tmp_dirs.append(data_dir)
@@ -249,6 +251,8 @@ class FakeLLMServer:
             "llm_backoff_base": 0.01,
             "llm_backoff_max": 0.5,
         }
+        if "GUM_MODELS_DIR" in os.environ:  # the embedding model, where make_settings finds it (never the user's)
+            values["models_dir"] = Path(os.environ["GUM_MODELS_DIR"])
         values.update(overrides)
         return load_settings(env={}, cwd=Path(data_dir), **values)
 
