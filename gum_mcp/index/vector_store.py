@@ -144,9 +144,8 @@ class SealedClient:
         """After deletes: fold the WAL back into the file and truncate it, so no earlier copy of a page
         (a deleted vector) stays in the WAL; secure_delete has zeroed the freed rows and pages. Returns
         False when another process kept the WAL busy (beyond the busy timeout) every time."""
-        with self.lock:
-            if truncate_wal(self._conn, attempts):
-                return True
+        if truncate_wal(self._conn, attempts, self.lock):
+            return True
         log.warning("%s: WAL checkpoint stayed busy; deleted vectors may remain in its WAL until later", self.path)
         return False
 

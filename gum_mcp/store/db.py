@@ -398,10 +398,10 @@ class Database:
         with self.lock:
             for table in ("observations_fts", "propositions_fts"):
                 self._conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
-            if truncate_wal(self._conn, attempts):
-                return True
-            log.warning("WAL checkpoint stayed busy; forgotten text may remain in the WAL until later")
-            return False
+        if truncate_wal(self._conn, attempts, self.lock):
+            return True
+        log.warning("WAL checkpoint stayed busy; forgotten text may remain in the WAL until later")
+        return False
 
     def close(self) -> None:
         with self.lock:
@@ -409,11 +409,13 @@ class Database:
             self.store_lock.release()
 
 
-def truncate_wal(conn: Any, attempts: int) -> bool:
+def truncate_wal(conn: Any, attempts: int, lock: threading.RLock) -> bool:
     """Fold the WAL back into the database file and truncate it, so no earlier copy of a page (deleted text, a
-    deleted vector) stays in it. False when other processes kept it busy at every attempt (backing off between)."""
+    deleted vector) stays in it. False when other processes kept it busy at every attempt. `lock` (the
+    connection's) is held for each attempt, not across the back-off between them."""
     for attempt in range(attempts):
-        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        with lock:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         if not busy:
             return True
         time.sleep(min(0.01 * (attempt + 1), 0.2))
