@@ -143,7 +143,7 @@ def _model(nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], o
 Layer = tuple  # minilm.MiniLM.layers: (qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2), (in, out) matrices
 
 
-def _quantize_columns(weight: np.ndarray, levels: int = 127) -> tuple[np.ndarray, np.ndarray]:
+def _quantize_columns(weight: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
     scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(levels)
     quantized = np.clip(np.rint(weight / scale), -levels, levels).astype(np.int8)
     return quantized, scale.astype(np.float32)
@@ -291,12 +291,10 @@ class OnnxEncoder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        #: int8 weights' levels per sign on this CPU (`weight_levels`); None in float32.
-        self.levels: int | None = None
         try:
-            if precision == "int8":
-                self.levels = weight_levels()
-            model, arrays = encoder_graph(layers, hidden, eps, precision, self.levels or FULL_WEIGHT_LEVELS)
+            #: int8 weights' levels per sign on this CPU (`weight_levels`; float32 does not use it)
+            self.levels = weight_levels() if precision == "int8" else FULL_WEIGHT_LEVELS
+            model, arrays = encoder_graph(layers, hidden, eps, precision, self.levels)
             # onnxruntime reads the weights from these arrays (they must outlive the session; it keeps
             # its own packed copies for the matmuls)
             self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays.values()]
