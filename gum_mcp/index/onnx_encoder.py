@@ -24,19 +24,22 @@ checks it.
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-#: ONNX TensorProto data types.
-_FLOAT, _UINT8, _INT8, _INT64 = 1, 2, 3, 7
-_DATA_TYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtype(np.int8): _INT8,
-               np.dtype(np.int64): _INT64}
-_MS = "com.microsoft"
-
+from gum_mcp.index.onnx_graph import (
+    FLOAT,
+    INT64,
+    MS,
+    UINT8,
+    Initializers,
+    model,
+    node,
+    tensor,
+    value_info,
+)
 
 #: What the graph computes its linear layers in. "float32": the same vectors as sentence-transformers; "int8":
 #: about 2.5x faster in bulk, cosine >= 0.99 to float32.
@@ -45,97 +48,6 @@ PRECISIONS = ("float32", "int8")
 
 class Unsupported(RuntimeError):
     """onnxruntime is missing or cannot run the graph here: use numpy (float32)."""
-
-
-# -- the protobuf wire format, for the ONNX messages used below
-
-
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _int(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(value)
-
-
-def _bytes(field: int, payload: bytes | str) -> bytes:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
-
-
-def _tensor(name: str, array: np.ndarray) -> bytes:
-    """TensorProto: dims (1), data_type (2), name (8), raw_data (9, little-endian)."""
-    return (b"".join(_int(1, d) for d in array.shape) + _int(2, _DATA_TYPES[array.dtype]) + _bytes(8, name)
-            + _bytes(9, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()))
-
-
-def _external_tensor(name: str, array: np.ndarray) -> bytes:
-    """TensorProto whose data is supplied from memory when the session is made: dims (1), data_type (2),
-    name (8), external_data (13: key 1, value 2), data_location (14: EXTERNAL = 1)."""
-    where = b"".join(_bytes(13, _bytes(1, key) + _bytes(2, value))
-                     for key, value in (("location", "memory"), ("offset", "0"), ("length", str(array.nbytes))))
-    return (b"".join(_int(1, d) for d in array.shape) + _int(2, _DATA_TYPES[array.dtype]) + _bytes(8, name)
-            + where + _int(14, 1))
-
-
-class _Initializers:
-    """The graph's constant tensors. Weights are declared in the model as external data and handed to onnxruntime
-    from memory (`SessionOptions.add_external_initializers`): their 40 MB are never serialised. Small tensors
-    (shapes, scalars) are written into the model, where shape inference can read them."""
-
-    INLINE_BYTES = 256
-
-    def __init__(self) -> None:
-        self.protos: list[bytes] = []
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def add(self, name: str, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
-        if array.nbytes <= self.INLINE_BYTES:
-            self.protos.append(_tensor(name, array))
-            return
-        self.arrays[name] = array
-        self.protos.append(_external_tensor(name, array))
-
-
-def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
-    """ValueInfoProto: name (1), type (2: TypeProto.tensor_type (1): elem_type (1), shape (2): dim (1))."""
-    shape = b"".join(_bytes(1, _bytes(2, d) if isinstance(d, str) else _int(1, d)) for d in dims)
-    return _bytes(1, name) + _bytes(2, _bytes(1, _int(1, elem_type) + _bytes(2, shape)))
-
-
-def _attribute(name: str, value: float | int | Sequence[int]) -> bytes:
-    """AttributeProto: name (1), type (20), f (2), i (3), ints (8)."""
-    if isinstance(value, float):
-        return _bytes(1, name) + _int(20, 1) + _varint(2 << 3 | 5) + struct.pack("<f", value)
-    if isinstance(value, int):
-        return _bytes(1, name) + _int(20, 2) + _int(3, value)
-    return _bytes(1, name) + _int(20, 7) + b"".join(_int(8, v) for v in value)
-
-
-def _node(op: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "", **attributes: Any) -> bytes:
-    """NodeProto: input (1), output (2), op_type (4), attribute (5), domain (7)."""
-    return (b"".join(_bytes(1, i) for i in inputs) + b"".join(_bytes(2, o) for o in outputs) + _bytes(4, op)
-            + b"".join(_bytes(5, _attribute(k, v)) for k, v in attributes.items())
-            + (_bytes(7, domain) if domain else b""))
-
-
-def _model(nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], outputs: list[bytes]) -> bytes:
-    """ModelProto: ir_version (1), graph (7: node 1, name 2, initializer 5, input 11, output 12), opset_import (8)."""
-    graph = (b"".join(_bytes(1, n) for n in nodes) + _bytes(2, "minilm_encoder")
-             + b"".join(_bytes(5, t) for t in initializers) + b"".join(_bytes(11, v) for v in inputs)
-             + b"".join(_bytes(12, v) for v in outputs))
-    opsets = _bytes(8, _bytes(1, "") + _int(2, 17)) + _bytes(8, _bytes(1, _MS) + _int(2, 1))
-    return _int(1, 8) + opsets + _bytes(7, graph)
 
 
 # -- the encoder graph
@@ -161,14 +73,14 @@ def integer_matmul(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     k, n = weights.shape
-    inits = [_tensor("w", weights), _tensor("as", np.array(1.0, np.float32)), _tensor("ws", np.ones(n, np.float32)),
-             _tensor("az", np.array(128, np.uint8))]
-    model = _model([_node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], _MS)], inits,
-                   [_value_info("a", _UINT8, ["m", k])], [_value_info("y", _FLOAT, ["m", n])])
+    inits = [tensor("w", weights), tensor("as", np.array(1.0, np.float32)), tensor("ws", np.ones(n, np.float32)),
+             tensor("az", np.array(128, np.uint8))]
+    proto = model([node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], MS)], inits,
+                   [value_info("a", UINT8, ["m", k])], [value_info("y", FLOAT, ["m", n])])
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
     return session.run(["y"], {"a": activations})[0]
 
 
@@ -201,7 +113,7 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     nodes: list[bytes] = []
-    inits = _Initializers()
+    inits = Initializers()
     inits.add("split", np.array([hidden] * 3, np.int64))
     if precision == "int8":
         inits.add("tiny", np.array(1e-12, np.float32))
@@ -213,62 +125,62 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
         if precision == "float32":
             inits.add(f"{name}.w", weight.astype(np.float32, copy=False))
             inits.add(f"{name}.b", bias.astype(np.float32, copy=False))
-            nodes.extend([_node("MatMul", [x, f"{name}.w"], [f"{name}.y"]),
-                          _node("Add", [f"{name}.y", f"{name}.b"], [out])])
+            nodes.extend([node("MatMul", [x, f"{name}.w"], [f"{name}.y"]),
+                          node("Add", [f"{name}.y", f"{name}.b"], [out])])
             return
         quantized, scale = _quantize_columns(weight, levels)
         inits.add(f"{name}.w", quantized)
         inits.add(f"{name}.s", scale)
         inits.add(f"{name}.b", bias.astype(np.float32, copy=False))
         nodes.extend([
-            _node("Abs", [x], [f"{name}.abs"]),
-            _node("ReduceMax", [f"{name}.abs"], [f"{name}.rmax"], axes=[-1], keepdims=1),
-            _node("Max", [f"{name}.rmax", "tiny"], [f"{name}.r"]),
-            _node("Div", [x, f"{name}.r"], [f"{name}.xr"]),  # every row in [-1, 1]
-            _node("QuantizeLinear", [f"{name}.xr", "a.scale", "a.zero"], [f"{name}.xq"]),
-            _node("MatMulIntegerToFloat", [f"{name}.xq", f"{name}.w", "a.scale", f"{name}.s", "a.zero"],
-                  [f"{name}.yr"], _MS),
-            _node("Mul", [f"{name}.yr", f"{name}.r"], [f"{name}.y"]),
-            _node("Add", [f"{name}.y", f"{name}.b"], [out]),
+            node("Abs", [x], [f"{name}.abs"]),
+            node("ReduceMax", [f"{name}.abs"], [f"{name}.rmax"], axes=[-1], keepdims=1),
+            node("Max", [f"{name}.rmax", "tiny"], [f"{name}.r"]),
+            node("Div", [x, f"{name}.r"], [f"{name}.xr"]),  # every row in [-1, 1]
+            node("QuantizeLinear", [f"{name}.xr", "a.scale", "a.zero"], [f"{name}.xq"]),
+            node("MatMulIntegerToFloat", [f"{name}.xq", f"{name}.w", "a.scale", f"{name}.s", "a.zero"],
+                  [f"{name}.yr"], MS),
+            node("Mul", [f"{name}.yr", f"{name}.r"], [f"{name}.y"]),
+            node("Add", [f"{name}.y", f"{name}.b"], [out]),
         ])
 
     x = "x"
     for n, (qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2) in enumerate(layers):
         p = f"l{n}."
         linear(p + "qkv", x, qkv_w, qkv_b, p + "qkv")  # the query part is pre-scaled
-        nodes.append(_node("Split", [p + "qkv", "split"], [p + "q", p + "k", p + "v"], axis=1))
+        nodes.append(node("Split", [p + "qkv", "split"], [p + "q", p + "k", p + "v"], axis=1))
         for part in "qkv":
-            nodes.append(_node("Reshape", [p + part, "shape4"], [p + part + "4"]))  # (b, t, heads, hd)
+            nodes.append(node("Reshape", [p + part, "shape4"], [p + part + "4"]))  # (b, t, heads, hd)
         nodes.extend([
-            _node("Transpose", [p + "q4"], [p + "qt"], perm=[0, 2, 1, 3]),
-            _node("Transpose", [p + "k4"], [p + "kt"], perm=[0, 2, 3, 1]),
-            _node("Transpose", [p + "v4"], [p + "vt"], perm=[0, 2, 1, 3]),
-            _node("MatMul", [p + "qt", p + "kt"], [p + "scores"]),
-            _node("Add", [p + "scores", "mask"], [p + "masked"]),
-            _node("Softmax", [p + "masked"], [p + "attn"], axis=-1),
-            _node("MatMul", [p + "attn", p + "vt"], [p + "ctx"]),
-            _node("Transpose", [p + "ctx"], [p + "ctxt"], perm=[0, 2, 1, 3]),
-            _node("Reshape", [p + "ctxt", "shape2"], [p + "ctx2"]),
+            node("Transpose", [p + "q4"], [p + "qt"], perm=[0, 2, 1, 3]),
+            node("Transpose", [p + "k4"], [p + "kt"], perm=[0, 2, 3, 1]),
+            node("Transpose", [p + "v4"], [p + "vt"], perm=[0, 2, 1, 3]),
+            node("MatMul", [p + "qt", p + "kt"], [p + "scores"]),
+            node("Add", [p + "scores", "mask"], [p + "masked"]),
+            node("Softmax", [p + "masked"], [p + "attn"], axis=-1),
+            node("MatMul", [p + "attn", p + "vt"], [p + "ctx"]),
+            node("Transpose", [p + "ctx"], [p + "ctxt"], perm=[0, 2, 1, 3]),
+            node("Reshape", [p + "ctxt", "shape2"], [p + "ctx2"]),
         ])
         linear(p + "o", p + "ctx2", o_w, o_b, p + "ao")
         inits.add(p + "ln1.g", ln1[0])
         inits.add(p + "ln1.b", ln1[1])
-        nodes.append(_node("Add", [p + "ao", x], [p + "res1"]))
-        nodes.append(_node("LayerNormalization", [p + "res1", p + "ln1.g", p + "ln1.b"], [p + "x1"], axis=-1,
+        nodes.append(node("Add", [p + "ao", x], [p + "res1"]))
+        nodes.append(node("LayerNormalization", [p + "res1", p + "ln1.g", p + "ln1.b"], [p + "x1"], axis=-1,
                            epsilon=float(eps)))
         linear(p + "i", p + "x1", i_w, i_b, p + "inner")
-        nodes.append(_node("Gelu", [p + "inner"], [p + "gelu"], _MS))  # exact (erf)
+        nodes.append(node("Gelu", [p + "inner"], [p + "gelu"], MS))  # exact (erf)
         linear(p + "f", p + "gelu", f_w, f_b, p + "ffn")
         inits.add(p + "ln2.g", ln2[0])
         inits.add(p + "ln2.b", ln2[1])
-        nodes.append(_node("Add", [p + "ffn", p + "x1"], [p + "res2"]))
-        nodes.append(_node("LayerNormalization", [p + "res2", p + "ln2.g", p + "ln2.b"], [p + "x2"], axis=-1,
+        nodes.append(node("Add", [p + "ffn", p + "x1"], [p + "res2"]))
+        nodes.append(node("LayerNormalization", [p + "res2", p + "ln2.g", p + "ln2.b"], [p + "x2"], axis=-1,
                            epsilon=float(eps)))
         x = p + "x2"
-    nodes.append(_node("Identity", [x], ["y"]))
-    inputs = [_value_info("x", _FLOAT, ["tokens", hidden]), _value_info("mask", _FLOAT, ["b", 1, 1, "t"]),
-              _value_info("shape4", _INT64, [4]), _value_info("shape2", _INT64, [2])]
-    return _model(nodes, inits.protos, inputs, [_value_info("y", _FLOAT, ["tokens", hidden])]), inits.arrays
+    nodes.append(node("Identity", [x], ["y"]))
+    inputs = [value_info("x", FLOAT, ["tokens", hidden]), value_info("mask", FLOAT, ["b", 1, 1, "t"]),
+              value_info("shape4", INT64, [4]), value_info("shape2", INT64, [2])]
+    return model(nodes, inits.protos, inputs, [value_info("y", FLOAT, ["tokens", hidden])]), inits.arrays
 
 
 class OnnxEncoder:
@@ -294,12 +206,12 @@ class OnnxEncoder:
         try:
             #: int8 weights' levels per sign on this CPU (`weight_levels`; float32 does not use it)
             self.levels = weight_levels() if precision == "int8" else FULL_WEIGHT_LEVELS
-            model, arrays = encoder_graph(layers, hidden, eps, precision, self.levels)
+            proto, arrays = encoder_graph(layers, hidden, eps, precision, self.levels)
             # onnxruntime reads the weights from these arrays (they must outlive the session; it keeps
             # its own packed copies for the matmuls)
             self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays.values()]
             options.add_external_initializers(list(arrays), self._weights)
-            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # an onnxruntime without the contrib ops
             raise Unsupported(f"onnxruntime cannot run the {precision} encoder "
                               f"({type(exc).__name__}: {exc})") from None
