@@ -164,6 +164,12 @@ def test_two_data_dirs_on_one_server_never_mix(tmp_path: Path, chroma: ChromaSer
             # each data dir sees only its own propositions, though both ids are 1
             assert [h.id for h in index_a.query("propositions", "running a race", 5)] == [pa]
             assert [h.id for h in index_b.query("propositions", "running a race", 5)] == [pb]
+            # several vectors in one request (a batch's drafts): each gets the hits it gets alone
+            vectors = [index_a.embed_query(text) for text in ("running a race", "a blue folder")]
+            together = index_a.query_many("propositions", vectors, 5)
+            alone = [index_a.query("propositions", vector, 5) for vector in vectors]
+            assert [[(h.id, round(h.similarity, 5)) for h in hits] for hits in together] == \
+                [[(h.id, round(h.similarity, 5)) for h in hits] for hits in alone] and together[0][0].id == pa
             assert index_a.count("propositions") == index_b.count("propositions") == 1
             hits = search(store_b, index_b, "receipts", 3)
             assert hits[0].proposition is not None and "tax receipts" in (hits[0].proposition.text or "")

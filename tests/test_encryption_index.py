@@ -181,6 +181,50 @@ def test_a_large_sealed_collection_is_searched_through_clusters_and_stays_consis
         client.close()
 
 
+@pytest.mark.parametrize("clustered", [False, True])
+def test_several_queries_in_one_call_find_what_each_finds_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clustered: bool) -> None:
+    """A call with several query vectors (a batch's drafts) answers each as a call of its own would: whole
+    scans share one matmul, clustered scans and id filters go query by query."""
+    from gum_mcp.index import vector_store
+    from gum_mcp.store.keys import DataKey
+
+    monkeypatch.setattr(vector_store, "IVF_MIN", 400 if clustered else 10_000)
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(1200, 32)).astype(np.float32)
+    client = SealedClient(tmp_path / "vectors.sqlite3", DataKey("ab" * 32, "k", "GUM_DB_KEY", "test"))
+    try:
+        found = client.get_or_create_collection("gum_test")
+        assert found.query(rng.normal(size=(3, 32)), n_results=5)["ids"] == [[], [], []]  # empty: no hits
+        found.upsert([str(i) for i in range(1200)], vectors, [{"n": i % 3} for i in range(1200)])
+        assert (found._centroids is not None) == clustered
+        queries = rng.normal(size=(6, 32)).astype(np.float32)
+        for kwargs in ({}, {"ids": [str(i) for i in range(0, 1200, 7)]}, {"where": {"n": 1}}):
+            together = found.query(queries, n_results=8, include=["distances", "embeddings"], **kwargs)
+            for row, query in enumerate(queries):
+                alone = found.query([query], n_results=8, include=["distances", "embeddings"], **kwargs)
+                assert together["ids"][row] == alone["ids"][0], kwargs
+                assert together["distances"][row] == pytest.approx(alone["distances"][0], abs=1e-5)
+                np.testing.assert_allclose(together["embeddings"][row], alone["embeddings"][0])
+            if not kwargs:  # the exact top hits, where every row is scanned
+                exact = np.argsort(-(found._matrix @ (queries[0] / np.linalg.norm(queries[0]))))[:8]
+                assert clustered or together["ids"][0] == [found._ids[r] for r in exact]
+    finally:
+        client.close()
+
+
+def test_the_scan_gives_numpys_cosines_on_onnxruntime_and_off_it() -> None:
+    from gum_mcp.index import cosines as scan
+
+    rng = np.random.default_rng(5)
+    for n, m in ((10_000, 5), (10_000, 1), (300, 1), (0, 3)):
+        rows, queries = rng.normal(size=(n, 384)).astype(np.float32), rng.normal(size=(m, 384)).astype(np.float32)
+        got = scan.cosines(rows, queries)
+        assert got.shape == (m, n) and got.dtype == np.float32 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, (rows @ queries.T).T, rtol=1e-4, atol=1e-4)
+    assert scan._onnx_session() is not None  # the large scans above ran on onnxruntime
+
+
 def test_decrypt_to_copies_the_index_in_plaintext_and_the_copy_opens_without_a_key(tmp_path: Path, embedder) -> None:
     settings = make_settings(tmp_path / "data", encrypt=True)
     with Store.open(settings) as store, VectorIndex.open(settings, embedder) as index:

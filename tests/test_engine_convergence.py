@@ -27,7 +27,7 @@ from gum_mcp.llm.base import LLMProvider, RawReply
 from gum_mcp.llm.errors import TransportFailure
 from gum_mcp.llm.factory import build_provider
 from gum_mcp.llm.schema import REPAIR_EXCERPT_CHARS
-from gum_mcp.retrieval.dedup import MAX_K, dedup_search
+from gum_mcp.retrieval.dedup import MAX_K, dedup_search, dedup_search_many
 from gum_mcp.runtime import Runtime
 from tests.conftest import REPO
 from tests.fake_provider import ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, Fault
@@ -188,6 +188,24 @@ async def test_the_dedup_search_neither_diversifies_nor_weighs(g: Gather) -> Non
     assert len(dedup_search(g.store, g.index, "VS Code", 50)) <= MAX_K
     keyword_only = dedup_search(g.store, None, "Dracula theme VS Code", 5)
     assert keyword_only and all(h.similarity is None for h in keyword_only)
+
+
+async def test_the_dedup_search_reads_past_what_the_store_retired_before_the_index_caught_up(g: Gather) -> None:
+    """Candidates are ranked before their records are read, a few at a time: the best ones retired in the
+    store but still in the index are skipped and the next live ones fill the k places."""
+    query = "prefers the Dracula dark theme in VS Code"
+    ids = g.seed((TWIN, 2, 1, 300.0), (TWIN_2, 2, 1, 300.0), *EDITOR)
+    before = [h.id for h in dedup_search(g.store, g.index, query, MAX_K)]
+    assert len(before) == len(ids)  # every proposition is a candidate here (fewer than the top-n per side)
+    retired = before[:6]  # more than READ_AHEAD beyond k=1: the records are read again
+    g.store.complete_batch(BatchResult(observation_ids=(), retire=dict.fromkeys(retired, "revised")))
+    [only] = dedup_search(g.store, g.index, query, 1)
+    assert only.id not in retired and only.proposition is not None and only.proposition.current
+    hits = dedup_search_many(g.store, g.index, [query, "Dracula", query], 3)
+    assert len(hits[0]) == 3 and [h.id for h in hits[0]] == [h.id for h in hits[2]] and hits[0][0].id == only.id
+    assert not {h.id for found in hits for h in found} & set(retired)
+    g.index.catch_up(g.store)  # the index drops them: the same answer
+    assert [h.id for h in dedup_search(g.store, g.index, query, 3)] == [h.id for h in hits[0]]
 
 
 def test_same_words_ignores_form_but_not_content() -> None:

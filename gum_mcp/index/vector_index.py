@@ -32,7 +32,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -449,32 +449,48 @@ class VectorIndex:
         `where` is a Chroma metadata filter (slow on big collections: prefer `ids`); `ids` restricts the
         search to those records.
         """
+        vector = self.embed_query(query) if isinstance(query, str) else query
+        return self.query_many(collection, [vector], k, where=where, ids=ids, include_embeddings=include_embeddings)[0]
+
+    def query_many(
+        self,
+        collection: Collection,
+        vectors: Sequence[np.ndarray],
+        k: int = 10,
+        *,
+        where: Mapping[str, Any] | None = None,
+        ids: Iterable[int] | None = None,
+        include_embeddings: bool = False,
+    ) -> list[list[VectorHit]]:
+        """`query` for several vectors in one call (one pass over the collection for all of them), the
+        hits of each in order."""
         found = self._collection(collection)
-        vector = self.embed_query(query) if isinstance(query, str) else np.asarray(query, dtype=np.float32)
         id_list = None if ids is None else [str(i) for i in ids]
-        if k < 1 or (id_list is not None and not id_list):
-            return []
+        if not len(vectors) or k < 1 or (id_list is not None and not id_list):
+            return [[] for _ in vectors]
         include = ["distances", "embeddings"] if include_embeddings else ["distances"]
         from chromadb.errors import NotFoundError
 
         try:
             result = found.query(
-                query_embeddings=[vector], n_results=k, where=dict(where) if where else None, ids=id_list,
-                include=include,  # type: ignore[arg-type]
+                query_embeddings=[np.asarray(v, dtype=np.float32) for v in vectors], n_results=k,
+                where=dict(where) if where else None, ids=id_list, include=include,  # type: ignore[arg-type]
             )
         except NotFoundError:  # dropped by a rebuild meanwhile
-            return []
-        hit_ids = result["ids"][0]
-        distances = (result.get("distances") or [[]])[0]
-        embeddings = (result.get("embeddings") or [None])[0] if include_embeddings else None
-        return [
-            VectorHit(
-                id=int(hit_id),
-                similarity=1.0 - float(distance),
-                embedding=None if embeddings is None else np.asarray(embeddings[n], dtype=np.float32),
-            )
-            for n, (hit_id, distance) in enumerate(zip(hit_ids, distances, strict=True))
-        ]
+            return [[] for _ in vectors]
+        hits: list[list[VectorHit]] = []
+        for row, hit_ids in enumerate(result["ids"]):
+            distances = (result.get("distances") or [])[row]
+            embeddings = (result.get("embeddings") or [])[row] if include_embeddings else None
+            hits.append([
+                VectorHit(
+                    id=int(hit_id),
+                    similarity=1.0 - float(distance),
+                    embedding=None if embeddings is None else np.asarray(embeddings[n], dtype=np.float32),
+                )
+                for n, (hit_id, distance) in enumerate(zip(hit_ids, distances, strict=True))
+            ])
+        return hits
 
     def embeddings(self, collection: Collection, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """The stored embeddings of those ids that are in the collection."""

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from gum_mcp.config import Settings
+from gum_mcp.index.cosines import cosines
 from gum_mcp.store.db import (
     BUSY_TIMEOUT_MS,
     connect_with,
@@ -464,7 +465,7 @@ class SealedCollection:
               ) -> dict[str, Any]:
         self.load()
         include = set(include)
-        queries = np.asarray(query_embeddings, dtype=np.float32).reshape(-1, max(self._dim(), 1))
+        queries = np.atleast_2d(np.asarray(query_embeddings, dtype=np.float32))  # one row per query
         out: dict[str, list] = {"ids": [], "distances": [], "embeddings": [], "metadatas": [], "documents": []}
         with self._client.lock:
             if ids is not None:
@@ -474,14 +475,17 @@ class SealedCollection:
             if where:
                 candidates = range(len(self._ids)) if rows is None else rows.tolist()
                 rows = np.fromiter((r for r in candidates if _matches(self._meta(r), where)), dtype=np.int64)
-            for vector in queries:
-                unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
-                scan = rows if rows is not None else self._probe(unit, int(n_results))
-                matrix = self._matrix if scan is None else self._matrix[scan]
-                if not len(matrix):
+            units = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+            scans = [rows if rows is not None else self._probe(unit, int(n_results)) for unit in units]
+            # the queries that scan every row do it in one matmul: one pass over the vectors for all of them
+            whole = [n for n, scan in enumerate(scans) if scan is None]
+            whole_sims = dict(zip(whole, cosines(self._matrix, units[whole]), strict=True)) if whole else {}
+            for n, scan in enumerate(scans):
+                # rows are unit: the cosines
+                sims = whole_sims[n] if scan is None else cosines(self._matrix[scan], units[n : n + 1])[0]
+                if not len(sims):
                     found, distances = [], []
                 else:
-                    sims = matrix @ unit  # rows are unit: the cosines
                     k = min(int(n_results), len(sims))
                     top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
                     top = top[np.argsort(-sims[top], kind="stable")]

@@ -10,6 +10,7 @@ post-filtered. The empty query takes the current propositions with the highest r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from gum_mcp.retrieval.hits import KIND, Candidate, Method
 from gum_mcp.retrieval.weights import CONFIDENCE_FLOOR, IDS_FILTER_MAX, MAX_OVERFETCH, RECENCY_FLOOR, weigh
 
 if TYPE_CHECKING:
+    from gum_mcp.domain import Observation, Proposition
     from gum_mcp.index.vector_index import VectorHit, VectorIndex
     from gum_mcp.store import Store
 
@@ -39,6 +41,15 @@ def vector_search(
 ) -> list[VectorHit]:
     """Vector top-n among the items passing the filters: restricted to their ids when the filter is
     selective, else over-fetched (the filters are applied exactly on hydration)."""
+    return vector_search_many(store, index, collection, [vector], n, since, until, min_confidence)[0]
+
+
+def vector_search_many(
+    store: Store, index: VectorIndex, collection: str, vectors: Sequence[np.ndarray], n: int,
+    since: datetime | None, until: datetime | None, min_confidence: int | None,
+) -> list[list[VectorHit]]:
+    """`vector_search` for several vectors under one filter, in one index call (one pass over the vectors
+    for all of them: a batch's drafts)."""
     props = collection == "propositions"
     filtered = since is not None or until is not None or (props and min_confidence is not None)
     ids: list[int] | None = None
@@ -49,7 +60,7 @@ def vector_search(
         else:
             allowed = store.count_observations_with_content(since=since, until=until)
         if allowed == 0:
-            return []
+            return [[] for _ in vectors]
         if allowed <= IDS_FILTER_MAX:
             if props:
                 ids = store.current_proposition_ids(since=since, until=until, min_confidence=min_confidence,
@@ -59,7 +70,7 @@ def vector_search(
         else:
             total = max(index.count(collection), 1)  # type: ignore[arg-type]
             fetch = min(MAX_OVERFETCH, math.ceil(n * 1.2 * total / allowed))
-    return index.query(collection, vector, fetch, ids=ids, include_embeddings=True)  # type: ignore[arg-type]
+    return index.query_many(collection, vectors, fetch, ids=ids, include_embeddings=True)  # type: ignore[arg-type]
 
 
 def gather(
@@ -76,6 +87,21 @@ def gather(
     method: Method,
 ) -> list[Candidate]:
     """Merge both sides' hits into candidates, complete their cosines, read and filter their records."""
+    cands = merge(index, collection, bm25_hits, vector_hits, vector, method)
+    found = hydrate(store, collection, cands.values(), since, until, min_confidence)
+    # Ranks after filtering, for RRF.
+    for attr in ("bm25_rank", "vector_rank"):
+        ranked = sorted((c for c in found if getattr(c, attr) is not None), key=lambda c: getattr(c, attr))
+        for rank, cand in enumerate(ranked):
+            setattr(cand, attr, rank)
+    return found
+
+
+def merge(
+    index: VectorIndex | None, collection: str, bm25_hits: list[tuple[int, float]], vector_hits: list[VectorHit],
+    vector: np.ndarray | None, method: Method,
+) -> dict[int, Candidate]:
+    """Both sides' hits as candidates by id, with their cosines completed; records not read yet."""
     kind = KIND[collection]
     cands: dict[int, Candidate] = {}
     for rank, (item_id, score) in enumerate(bm25_hits):
@@ -97,27 +123,36 @@ def gather(
             for item_id, emb in stored.items():
                 cands[item_id].embedding = emb
                 cands[item_id].similarity = float(np.dot(emb, vector))
-    found = _hydrate(store, collection, cands, since, until, min_confidence)
-    # Ranks after filtering, for RRF.
-    for attr in ("bm25_rank", "vector_rank"):
-        ranked = sorted((c for c in found if getattr(c, attr) is not None), key=lambda c: getattr(c, attr))
-        for rank, cand in enumerate(ranked):
-            setattr(cand, attr, rank)
+    return cands
+
+
+def hydrate(
+    store: Store, collection: str, cands: Iterable[Candidate], since: datetime | None, until: datetime | None,
+    min_confidence: int | None,
+) -> list[Candidate]:
+    """The candidates whose records are live and pass the filters, in their order, each with its record
+    (`records`)."""
+    cands = list(cands)
+    items = records(store, collection, [c.id for c in cands], since, until, min_confidence)
+    found = []
+    for cand in cands:
+        item = items.get(cand.id)
+        if item is not None:
+            cand.item = item
+            found.append(cand)
     return found
 
 
-def _hydrate(
-    store: Store, collection: str, cands: dict[int, Candidate], since: datetime | None, until: datetime | None,
+def records(
+    store: Store, collection: str, ids: Sequence[int], since: datetime | None, until: datetime | None,
     min_confidence: int | None,
-) -> list[Candidate]:
-    """Read the records from SQLite: the truth. Drops what the index still has but the store no longer
+) -> dict[int, Proposition | Observation]:
+    """Read the records from SQLite: the truth. Leaves out what the index still has but the store no longer
     does, and applies the filters to live values (the vector side may have been over-fetched)."""
-    keep: dict[int, Candidate] = {}
+    keep: dict[int, Proposition | Observation] = {}
     if collection == "propositions":
-        items = store.get_propositions(list(cands))
-        for item_id, cand in cands.items():
-            item = items.get(item_id)
-            if item is None or item.retired_at is not None or item.text is None:
+        for item_id, item in store.get_propositions(list(dict.fromkeys(ids))).items():
+            if item.retired_at is not None or item.text is None:
                 continue
             if (since is not None and item.last_supported_at < since) or (
                 until is not None and item.last_supported_at >= until
@@ -125,19 +160,15 @@ def _hydrate(
                 continue
             if min_confidence is not None and item.confidence < min_confidence:
                 continue
-            cand.item = item
-            keep[item_id] = cand
+            keep[item_id] = item
     else:
-        items_o = store.get_observations(list(cands))
-        for item_id, cand in cands.items():
-            obs = items_o.get(item_id)
-            if obs is None or obs.content is None:
+        for item_id, obs in store.get_observations(list(dict.fromkeys(ids))).items():
+            if obs.content is None:
                 continue
             if (since is not None and obs.observed_at < since) or (until is not None and obs.observed_at >= until):
                 continue
-            cand.item = obs
-            keep[item_id] = cand
-    return list(keep.values())
+            keep[item_id] = obs
+    return keep
 
 
 def recent(

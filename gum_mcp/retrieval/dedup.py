@@ -9,7 +9,7 @@ its age or confidence and however many paraphrases of it exist. So, unlike `sear
   a fresh one;
 - current propositions only, vector and keyword: the vector top-n and the BM25 top-n (n =
   `FETCH_PER_SIDE`), merged; BM25 candidates the vector side missed get their exact cosine from their
-  stored embedding (`candidates.gather`);
+  stored embedding (`candidates.merge`);
 - ranked by `similarity + LEXICAL_WEIGHT * lexical` (cosine of the query and the proposition, plus the
   share of the best possible BM25 score, `fusion.bm25_relevance`), at most `MAX_K` (20) hits.
 
@@ -18,7 +18,9 @@ near-duplicate stage; `relevance` and `score` are the ranking value scaled to 0.
 `confidence` are 1 (not weighed). Without an index (or when the vector side fails) it is BM25 only
 and `similarity` is None. Blocking: call it in a worker thread.
 
-`dedup_search_many` does it for a batch's drafts, embedding them all in one call.
+`dedup_search_many` does it for a batch's drafts: one embedder call, one pass over the vectors, and the
+records read only for the best candidates (ranking needs only the cosines and BM25 scores), all drafts'
+in one query.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gum_mcp.retrieval.candidates import gather, text_search, vector_search
+from gum_mcp.retrieval.candidates import merge, records, text_search, vector_search_many
 from gum_mcp.retrieval.fusion import bm25_relevance, ideal_bm25
 from gum_mcp.retrieval.hits import Candidate, Hit
 from gum_mcp.store.search import query_terms
@@ -43,57 +45,86 @@ log = logging.getLogger("gum_mcp.retrieval")
 MAX_K = 20  # candidates per draft, at most
 FETCH_PER_SIDE = 40  # vector top-n and BM25 top-n merged before ranking
 LEXICAL_WEIGHT = 0.25  # weight of the BM25 share next to the cosine
+READ_AHEAD = 4  # records read beyond those needed, per text (in case some are no longer live)
 
 _COLLECTION = "propositions"
 
 
 def dedup_search(store: Store, index: VectorIndex | None, text: str, k: int = MAX_K) -> list[Hit]:
     """Up to `k` (at most `MAX_K`) current propositions most like `text`, best first, unweighted."""
-    return _search(store, index, (text or "").strip(), k, None)
+    return dedup_search_many(store, index, [text], k)[0]
 
 
 def dedup_search_many(store: Store, index: VectorIndex | None, texts: Sequence[str], k: int = MAX_K
                       ) -> list[list[Hit]]:
-    """`dedup_search` for each of `texts` (a batch's drafts), their embeddings computed in one call: one
-    embedder call for the batch instead of one per draft (the length-sorted passes of `minilm` pad little)."""
-    texts = [(text or "").strip() for text in texts]
-    wanted = [n for n, text in enumerate(texts) if query_terms(text, drop_stop_words=False)]
-    vectors: dict[int, np.ndarray] = {}
-    if wanted and index is not None and index.available(_COLLECTION):
-        try:
-            embedded = index.embedder.embed([texts[n] for n in wanted])
-            vectors = {n: embedded[row] for row, n in enumerate(wanted)}
-        except Exception as exc:  # an embedding API down: keyword candidates still count
-            log.warning("dedup: embedding the batch failed (%s: %s); keyword candidates only",
-                        type(exc).__name__, exc)
-    return [_search(store, index if n in vectors else None, text, k, vectors.get(n)) for n, text in enumerate(texts)]
-
-
-def _search(store: Store, index: VectorIndex | None, text: str, k: int, vector: np.ndarray | None) -> list[Hit]:
+    """`dedup_search` for each of `texts` (a batch's drafts), together: their embeddings computed in one call
+    (the length-sorted passes of `minilm` pad little), their vector top-n in one pass over the index, and
+    the records of all their best candidates read in one query."""
     k = max(1, min(int(k), MAX_K))
-    if not query_terms(text, drop_stop_words=False):
-        return []
     n = max(FETCH_PER_SIDE, 2 * k)
-    bm25_hits = text_search(store, _COLLECTION, text, n, None, None, None)
-    vector, vector_hits = _vector_side(store, index, text, n, vector)
-    found = gather(store, index if vector is not None else None, _COLLECTION, bm25_hits, vector_hits, vector, n,
-                   None, None, None, "hybrid" if vector is not None else "bm25")
-    ideal = ideal_bm25(store, _COLLECTION, text)
-    ranked = sorted(((_rank_value(c, ideal), c) for c in found), key=lambda rc: (-rc[0], rc[1].id))
-    return [_hit(c, value) for value, c in ranked[:k] if value > 0]
+    texts = [(text or "").strip() for text in texts]
+    wanted = [i for i, text in enumerate(texts) if query_terms(text, drop_stop_words=False)]
+    vectors = _vectors(index, [texts[i] for i in wanted])
+    vector_hits = _vector_hits(store, index, vectors, n)
+    ranked: dict[int, list[tuple[float, Candidate]]] = {}
+    for row, i in enumerate(wanted):
+        bm25_hits = text_search(store, _COLLECTION, texts[i], n, None, None, None)
+        if vector_hits is not None and vectors is not None:
+            cands = merge(index, _COLLECTION, bm25_hits, vector_hits[row], vectors[row], "hybrid")
+        else:
+            cands = merge(None, _COLLECTION, bm25_hits, [], None, "bm25")
+        ideal = ideal_bm25(store, _COLLECTION, texts[i])
+        ranked[i] = sorted(((value, c) for c in cands.values() if (value := _rank_value(c, ideal)) > 0),
+                           key=lambda vc: (-vc[0], vc[1].id))
+    best = _live_best(store, ranked, k)
+    return [best.get(i, []) for i in range(len(texts))]
 
 
-def _vector_side(store: Store, index: VectorIndex | None, text: str, n: int, vector: np.ndarray | None
-                 ) -> tuple[np.ndarray | None, list[VectorHit]]:
-    if index is None or not index.available(_COLLECTION):
-        return None, []
+def _vectors(index: VectorIndex | None, texts: list[str]) -> np.ndarray | None:
+    """The texts' embeddings in one call (a draft is compared with propositions as a text, `embed`), or
+    None: no index, or the embedder failed."""
+    if not texts or index is None or not index.available(_COLLECTION):
+        return None
     try:
-        if vector is None:  # a draft is compared with propositions as a text (`embed`), as in a batch
-            vector = index.embedder.embed([text])[0]
-        return vector, vector_search(store, index, _COLLECTION, vector, n, None, None, None)
-    except Exception as exc:  # an embedding API or Chroma server down: keyword candidates still count
+        return index.embedder.embed(texts)
+    except Exception as exc:  # an embedding API down: keyword candidates still count
+        log.warning("dedup: embedding the batch failed (%s: %s); keyword candidates only", type(exc).__name__, exc)
+        return None
+
+
+def _vector_hits(store: Store, index: VectorIndex | None, vectors: np.ndarray | None, n: int
+                 ) -> list[list[VectorHit]] | None:
+    """Each vector's top-n, or None when the vector side failed."""
+    if index is None or vectors is None:
+        return None
+    try:
+        return vector_search_many(store, index, _COLLECTION, list(vectors), n, None, None, None)
+    except Exception as exc:  # the Chroma server down: keyword candidates still count
         log.warning("dedup: vector search failed (%s: %s); keyword candidates only", type(exc).__name__, exc)
-        return None, []
+        return None
+
+
+def _live_best(store: Store, ranked: dict[int, list[tuple[float, Candidate]]], k: int) -> dict[int, list[Hit]]:
+    """Each text's first k ranked candidates whose records are live: the records read best first, a few
+    more than k per text at a time (the index may still hold what the store has just retired), all the
+    texts' in one query."""
+    best: dict[int, list[Hit]] = {i: [] for i in ranked}
+    taken = dict.fromkeys(ranked, 0)
+    while True:
+        batch: dict[int, list[tuple[float, Candidate]]] = {}
+        for i, order in ranked.items():
+            missing = k - len(best[i])
+            if missing > 0 and taken[i] < len(order):
+                batch[i] = order[taken[i] : taken[i] + missing + READ_AHEAD]
+                taken[i] += len(batch[i])
+        if not batch:
+            return best
+        live = records(store, _COLLECTION, [c.id for chunk in batch.values() for _, c in chunk], None, None, None)
+        for i, chunk in batch.items():
+            for value, cand in chunk:
+                if cand.id in live and len(best[i]) < k:
+                    cand.item = live[cand.id]
+                    best[i].append(_hit(cand, value))
 
 
 def _rank_value(cand: Candidate, ideal: float) -> float:
