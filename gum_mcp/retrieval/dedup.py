@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,17 +59,27 @@ def dedup_search(store: Store, index: VectorIndex | None, text: str, k: int = MA
 def dedup_search_many(store: Store, index: VectorIndex | None, texts: Sequence[str], k: int = MAX_K
                       ) -> list[list[Hit]]:
     """`dedup_search` for each of `texts` (a batch's drafts), together: their embeddings computed in one call
-    (the length-sorted passes of `minilm` pad little), their vector top-n in one pass over the index, and
-    the records of all their best candidates read in one query."""
+    (the length-sorted passes of `minilm` pad little) while their BM25 searches run, their vector top-n in
+    one pass over the index, and the records of all their best candidates read in one query."""
     k = max(1, min(int(k), MAX_K))
     n = max(FETCH_PER_SIDE, 2 * k)
     texts = [(text or "").strip() for text in texts]
     wanted = [i for i, text in enumerate(texts) if query_terms(text, drop_stop_words=False)]
-    vectors = _vectors(index, [texts[i] for i in wanted])
+
+    def keyword_side() -> list[list[tuple[int, float]]]:
+        return [text_search(store, _COLLECTION, texts[i], n, None, None, None) for i in wanted]
+
+    if index is not None and wanted:  # the keyword side runs in SQLite while the embedder runs (both release the GIL)
+        with ThreadPoolExecutor(1, thread_name_prefix="gum-dedup") as pool:
+            keyword = pool.submit(keyword_side)
+            vectors = _vectors(index, [texts[i] for i in wanted])
+            keyword_hits = keyword.result()
+    else:
+        vectors, keyword_hits = None, keyword_side()
     vector_hits = _vector_hits(store, index, vectors, n)
     ranked: dict[int, list[tuple[float, Candidate]]] = {}
     for row, i in enumerate(wanted):
-        bm25_hits = text_search(store, _COLLECTION, texts[i], n, None, None, None)
+        bm25_hits = keyword_hits[row]
         if vector_hits is not None and vectors is not None:
             cands = merge(index, _COLLECTION, bm25_hits, vector_hits[row], vectors[row], "hybrid")
         else:
