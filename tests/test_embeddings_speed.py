@@ -110,6 +110,28 @@ def test_without_onnxruntime_float32_falls_back_to_numpy_and_int8_to_float32(mod
     assert "embedding with numpy" in done.stderr and "int8 embeddings are unavailable" in done.stderr
 
 
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_pass_on_onnxruntime_computes_no_padding(models_dir, precision: str) -> None:
+    """Texts of mixed lengths share a pass, yet the encoder gets their real tokens only (attention alone lays
+    them out padded), and the vectors are those of each text alone."""
+    from gum_mcp.index.minilm import MiniLM
+
+    model = MiniLM(models_dir, precision)
+    encoder, rows = model._encoder, []
+
+    def counting(x, *rest):
+        rows.append(x.shape[0])
+        return encoder(x, *rest)
+
+    model._encoder = counting
+    texts = ["keeps notes", *SENTENCES[:4], SENTENCES[-1]]
+    together = model.embed(texts)
+    lengths = [len(ids) for ids in model.token_ids(texts)]
+    assert len(rows) < len(texts) and sum(rows) == sum(lengths) and max(lengths) > 3 * min(lengths)
+    alone = np.stack([model.embed([text])[0] for text in texts])
+    np.testing.assert_allclose(together, alone, atol=2e-5)
+
+
 def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
     fast = MiniLMEmbedder(models_dir, "int8")
     together = fast.embed(SENTENCES)

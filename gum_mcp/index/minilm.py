@@ -13,6 +13,9 @@ same vectors as numpy, cosine 0.9999998; 1.7x numpy for one query, 1.4x in bulk)
 implementation below is the reference and the fallback where onnxruntime cannot run (`backend="numpy"`).
 Tokenising, the embedding layer and mean pooling are numpy in both. `embed_query` may run on a second encoder in
 another precision (`query_precision`: int8 queries beside float32 texts, see embeddings.MiniLMEmbedder).
+On onnxruntime a pass holds only its texts' real tokens, one text after another; attention alone lays them
+out padded (`_forward_unpadded`), so padding costs nothing in the matrix products (a batch's 5 drafts of
+8-18 tokens: 67 rows instead of 90, about 10% less time). numpy runs the padded layout.
 
 numpy speed: float32 throughout; Q, K and V are one fused matmul; the 1/sqrt(head dim) attention scale is
 folded into the query weights and the token-type row into the position table; texts are sorted by
@@ -342,11 +345,14 @@ class MiniLM:
         return batches
 
     def _forward(self, batch_ids: list[list[int]], encoder: OnnxEncoder | None = None) -> np.ndarray:
-        """One pass over these texts' ids, on `encoder` (default: the model's own, or numpy)."""
+        """One pass over these texts' ids, on `encoder` (default: the model's own, or numpy: padded to the
+        longest of them)."""
         encoder = encoder or self._encoder
         b = len(batch_ids)
         t = max(len(x) for x in batch_ids)
         lengths = np.fromiter((len(x) for x in batch_ids), dtype=np.int64, count=b)
+        if encoder is not None:
+            return self._forward_unpadded(batch_ids, lengths, t, encoder)
         ids = np.full((b, t), self.pad_id, dtype=np.int64)
         for row, seq in enumerate(batch_ids):
             ids[row, : len(seq)] = seq
@@ -358,12 +364,7 @@ class MiniLM:
         x.reshape(b, t, h)[...] += self.position[:t]
         _layer_norm(x, *self.emb_ln, self.eps)
         # Additive attention bias for padded keys: (b, 1, 1, t).
-        bias = None
-        if padded or encoder is not None:
-            bias = np.where(mask, np.float32(0.0), np.float32(-1e30)).astype(np.float32)[:, None, None, :]
-        if encoder is not None:
-            x = encoder(x, bias, b, t)
-            return _pool(x.reshape(b, t, h), mask, lengths, padded)
+        bias = _attention_bias(mask) if padded else None
 
         for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self.layers:
             qkv = x @ qkv_w
@@ -397,6 +398,30 @@ class MiniLM:
             x = ffn
 
         return _pool(x.reshape(b, t, h), mask, lengths, padded)
+
+    def _forward_unpadded(self, batch_ids: list[list[int]], lengths: np.ndarray, t: int, encoder: OnnxEncoder
+                          ) -> np.ndarray:
+        """`_forward` on onnxruntime: the texts' tokens one after another, without padding, so no work is
+        spent on padding outside attention (`onnx_encoder.encoder_graph`)."""
+        b = len(batch_ids)
+        tokens = int(lengths.sum())
+        starts = np.cumsum(lengths) - lengths  # each text's first row
+        positions = np.arange(tokens) - np.repeat(starts, lengths)
+        x = self.word[np.fromiter(itertools.chain.from_iterable(batch_ids), dtype=np.int64, count=tokens)]
+        x += self.position[positions]
+        _layer_norm(x, *self.emb_ln, self.eps)
+        slots = np.arange(t)
+        pad = (starts[:, None] + np.minimum(slots[None, :], lengths[:, None] - 1)).reshape(-1)
+        unpad = np.repeat(np.arange(b) * t, lengths) + positions
+        x = encoder(x, pad, unpad, _attention_bias(slots[None, :] < lengths[:, None]), b, t)
+        pooled = np.add.reduceat(x, starts, axis=0) / lengths.astype(np.float32)[:, None]
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+        return pooled
+
+
+def _attention_bias(mask: np.ndarray) -> np.ndarray:
+    """(b, 1, 1, t) float32: 0 where a text has a token, -1e30 past its end (keys there get no attention)."""
+    return np.where(mask, np.float32(0.0), np.float32(-1e30)).astype(np.float32)[:, None, None, :]
 
 
 def _pool(x: np.ndarray, mask: np.ndarray, lengths: np.ndarray, padded: bool) -> np.ndarray:

@@ -107,9 +107,13 @@ def weight_levels() -> int:
 def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: str,
                   levels: int = FULL_WEIGHT_LEVELS) -> tuple[bytes, dict[str, np.ndarray]]:
     """The ONNX model of the encoder layers, and the arrays of its external initializers by name. Inputs:
-    x (tokens, hidden) float32 after the embedding LayerNorm, mask (b, 1, 1, t) additive, shape4 = [b, t,
-    heads, head dim], shape2 = [b * t, hidden]; output y. The linear layers run in `precision` (int8: weights in
-    [-levels, levels], see `weight_levels`); everything else in float32."""
+    x (tokens, hidden) float32 after the embedding LayerNorm: the batch's real tokens, text after text, no
+    padding; pad (b * t): for each slot of the padded (b, t) layout the row of x it takes (attention needs
+    the texts side by side; a slot past a text's end takes any of its rows, masked); unpad (tokens): each
+    token's slot; mask (b, 1, 1, t) additive; shape4 = [b, t, heads, head dim], shape2 = [b * t, hidden];
+    output y (tokens, hidden). Only attention sees the padded layout: the linear layers, GELU and LayerNorms
+    run on the real tokens alone. The linear layers run in `precision` (int8: weights in [-levels, levels],
+    see `weight_levels`); everything else in float32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     nodes: list[bytes] = []
@@ -148,7 +152,8 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
     for n, (qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2) in enumerate(layers):
         p = f"l{n}."
         linear(p + "qkv", x, qkv_w, qkv_b, p + "qkv")  # the query part is pre-scaled
-        nodes.append(node("Split", [p + "qkv", "split"], [p + "q", p + "k", p + "v"], axis=1))
+        nodes.append(node("Gather", [p + "qkv", "pad"], [p + "qkvp"], axis=0))  # (b * t, 3 hidden)
+        nodes.append(node("Split", [p + "qkvp", "split"], [p + "q", p + "k", p + "v"], axis=1))
         for part in "qkv":
             nodes.append(node("Reshape", [p + part, "shape4"], [p + part + "4"]))  # (b, t, heads, hd)
         nodes.extend([
@@ -161,8 +166,9 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
             node("MatMul", [p + "attn", p + "vt"], [p + "ctx"]),
             node("Transpose", [p + "ctx"], [p + "ctxt"], perm=[0, 2, 1, 3]),
             node("Reshape", [p + "ctxt", "shape2"], [p + "ctx2"]),
+            node("Gather", [p + "ctx2", "unpad"], [p + "ctxu"], axis=0),  # the real tokens' rows again
         ])
-        linear(p + "o", p + "ctx2", o_w, o_b, p + "ao")
+        linear(p + "o", p + "ctxu", o_w, o_b, p + "ao")
         inits.add(p + "ln1.g", ln1[0])
         inits.add(p + "ln1.b", ln1[1])
         nodes.append(node("Add", [p + "ao", x], [p + "res1"]))
@@ -178,7 +184,8 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
                            epsilon=float(eps)))
         x = p + "x2"
     nodes.append(node("Identity", [x], ["y"]))
-    inputs = [value_info("x", FLOAT, ["tokens", hidden]), value_info("mask", FLOAT, ["b", 1, 1, "t"]),
+    inputs = [value_info("x", FLOAT, ["tokens", hidden]), value_info("pad", INT64, ["slots"]),
+              value_info("unpad", INT64, ["tokens"]), value_info("mask", FLOAT, ["b", 1, 1, "t"]),
               value_info("shape4", INT64, [4]), value_info("shape2", INT64, [2])]
     return model(nodes, inits.protos, inputs, [value_info("y", FLOAT, ["tokens", hidden])]), inits.arrays
 
@@ -216,9 +223,11 @@ class OnnxEncoder:
             raise Unsupported(f"onnxruntime cannot run the {precision} encoder "
                               f"({type(exc).__name__}: {exc})") from None
 
-    def __call__(self, x: np.ndarray, bias: np.ndarray, b: int, t: int) -> np.ndarray:
-        """x: (b * t, hidden) float32 after the embedding LayerNorm; bias: (b, 1, 1, t) additive attention mask."""
-        feeds = {"x": x, "mask": bias,
+    def __call__(self, x: np.ndarray, pad: np.ndarray, unpad: np.ndarray, bias: np.ndarray, b: int, t: int
+                 ) -> np.ndarray:
+        """x: (tokens, hidden) float32 after the embedding LayerNorm, the real tokens only; pad, unpad: int64
+        (`encoder_graph`); bias: (b, 1, 1, t) additive attention mask. Returns (tokens, hidden)."""
+        feeds = {"x": x, "pad": pad, "unpad": unpad, "mask": bias,
                  "shape4": np.array([b, t, self.heads, self.hidden // self.heads], np.int64),
                  "shape2": np.array([b * t, self.hidden], np.int64)}
         return self._session.run(["y"], feeds)[0]
