@@ -88,7 +88,7 @@ def gather(
 ) -> list[Candidate]:
     """Merge both sides' hits into candidates, complete their cosines, read and filter their records."""
     cands = merge(index, collection, bm25_hits, vector_hits, vector, method)
-    found = hydrate(store, collection, cands.values(), since, until, min_confidence)
+    found = _hydrate(store, collection, cands.values(), since, until, min_confidence)
     # Ranks after filtering, for RRF.
     for attr in ("bm25_rank", "vector_rank"):
         ranked = sorted((c for c in found if getattr(c, attr) is not None), key=lambda c: getattr(c, attr))
@@ -126,7 +126,7 @@ def merge(
     return cands
 
 
-def hydrate(
+def _hydrate(
     store: Store, collection: str, cands: Iterable[Candidate], since: datetime | None, until: datetime | None,
     min_confidence: int | None,
 ) -> list[Candidate]:
