@@ -272,7 +272,8 @@ async def test_a_repaired_reply_citing_shown_ids_is_used(h: Harness) -> None:
 async def test_reply_items_are_capped_in_proportion_to_the_batch(
     fake_provider: FakeLLMServer, tmp_path: Path, provider_name: str
 ) -> None:
-    h = Harness(fake_provider, tmp_path / "data", provider_name, llm_context=65536)  # room for every item
+    # room for every item, and time for a 3,000-item reply on a loaded machine (the fakes' default is 0.5 s)
+    h = Harness(fake_provider, tmp_path / "data", provider_name, llm_context=65536, llm_timeout=30)
     try:
         ids = h.add(*SCREENS[:10])
         flood = {"propositions": [draft(f"Priya claim number {i}", [ids[i % 10]]) for i in range(3000)]}
