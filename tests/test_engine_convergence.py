@@ -47,8 +47,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def h(fake_provider: FakeLLMServer, tmp_path: Path) -> AsyncIterator[Harness]:
-    # These tests are about replies: a context that holds the largest batch here whole (see test_engine_any_model).
-    harness = Harness(fake_provider, tmp_path / "data", llm_context=32768)
+    # These tests are about replies: a context that holds the largest batch here whole (see test_engine_any_model),
+    # and time for the largest replies (1.6 MB) on a loaded machine (the fakes' default timeout is 0.5 s; no test
+    # here waits for a timeout).
+    harness = Harness(fake_provider, tmp_path / "data", llm_context=32768, llm_timeout=30)
     yield harness
     await harness.close()
 
