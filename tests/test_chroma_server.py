@@ -23,6 +23,7 @@ from gum_mcp.doctor import check_index_backend
 from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
 from gum_mcp.index.vector_index import COLLECTION_NAMES, collection_names, open_index, server_namespace
 from gum_mcp.retrieval import search
+from gum_mcp.retrieval.dedup import dedup_search_many
 from gum_mcp.runtime import Runtime
 from gum_mcp.store import Store
 from tests.conftest import eventually, make_settings, wait_until
@@ -166,10 +167,15 @@ def test_two_data_dirs_on_one_server_never_mix(tmp_path: Path, chroma: ChromaSer
             assert [h.id for h in index_b.query("propositions", "running a race", 5)] == [pb]
             # several vectors in one request (a batch's drafts): each gets the hits it gets alone
             vectors = [index_a.embed_query(text) for text in ("running a race", "a blue folder")]
-            together = index_a.query_many("propositions", vectors, 5)
+            together = index_a.query_many("propositions", vectors, 5, include_embeddings=True)
             alone = [index_a.query("propositions", vector, 5) for vector in vectors]
             assert [[(h.id, round(h.similarity, 5)) for h in hits] for hits in together] == \
                 [[(h.id, round(h.similarity, 5)) for h in hits] for hits in alone] and together[0][0].id == pa
+            assert all(h.embedding is not None and h.embedding.shape == vectors[0].shape for h in together[1])
+            # the engine's gather over the server: every draft gets its candidates, with cosines
+            drafts = dedup_search_many(store_a, index_a, ["running a race in March", "a marathon in Porto"], 5)
+            assert [[h.id for h in hits] for hits in drafts] == [[pa], [pa]]
+            assert all(h.similarity is not None for hits in drafts for h in hits)
             assert index_a.count("propositions") == index_b.count("propositions") == 1
             hits = search(store_b, index_b, "receipts", 3)
             assert hits[0].proposition is not None and "tax receipts" in (hits[0].proposition.text or "")
