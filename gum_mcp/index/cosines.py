@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import numpy as np
 
-from gum_mcp.index.onnx_graph import FLOAT, model, node, value_info
+from gum_mcp.index.onnx_graph import FLOAT, Session, model, node, value_info
 
 log = logging.getLogger("gum_mcp.index")
 
@@ -26,7 +25,7 @@ ONNX_MIN_PRODUCTS = 2048
 THREADS = 2
 
 _lock = threading.Lock()
-_session: Any = None
+_session: Session | None = None
 _failed = False
 
 
@@ -40,30 +39,23 @@ def cosines(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     if len(rows) * len(queries) >= ONNX_MIN_PRODUCTS:
         session = _onnx_session()
         if session is not None:
-            product = session.run(["y"], {"a": rows, "b": np.ascontiguousarray(queries.T)})[0]  # (n, m)
+            product = session.run({"a": rows, "b": np.ascontiguousarray(queries.T)})  # (n, m)
             return np.ascontiguousarray(product.T)
     return np.ascontiguousarray((rows @ queries.T).T)
 
 
-def _onnx_session() -> Any:
+def _onnx_session() -> Session | None:
     """The one-node session (made on first use), or None where onnxruntime cannot run it."""
     global _session, _failed
     with _lock:
         if _session is None and not _failed:
             try:
-                import onnxruntime as ort
-
                 from gum_mcp.index.minilm import usable_cpus
 
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = max(1, min(THREADS, usable_cpus()))
-                options.inter_op_num_threads = 1
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # asleep between scans
-                options.log_severity_level = 3
                 proto = model([node("MatMul", ["a", "b"], ["y"])], [],
                               [value_info("a", FLOAT, ["n", "d"]), value_info("b", FLOAT, ["d", "m"])],
                               [value_info("y", FLOAT, ["n", "m"])], name="cosines")
-                _session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+                _session = Session(proto, max(1, min(THREADS, usable_cpus())))
             except Exception as exc:  # no onnxruntime, or one that cannot run it: numpy does the scan
                 log.info("vector scans run in numpy (%s: %s)", type(exc).__name__, exc)
                 _failed = True

@@ -35,6 +35,7 @@ from gum_mcp.index.onnx_graph import (
     MS,
     UINT8,
     Initializers,
+    Session,
     model,
     node,
     tensor,
@@ -70,18 +71,12 @@ _levels: int | None = None
 def integer_matmul(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
     """onnxruntime's MatMulIntegerToFloat (the int8 encoder's kernel) on uint8 `activations` (zero point 128)
     and int8 `weights`, scales 1."""
-    import onnxruntime as ort
-
     k, n = weights.shape
     inits = [tensor("w", weights), tensor("as", np.array(1.0, np.float32)), tensor("ws", np.ones(n, np.float32)),
              tensor("az", np.array(128, np.uint8))]
     proto = model([node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], MS)], inits,
-                   [value_info("a", UINT8, ["m", k])], [value_info("y", FLOAT, ["m", n])])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
-    return session.run(["y"], {"a": activations})[0]
+                  [value_info("a", UINT8, ["m", k])], [value_info("y", FLOAT, ["m", n])])
+    return Session(proto, threads=1).run({"a": activations})
 
 
 def weight_levels() -> int:
@@ -197,28 +192,17 @@ class OnnxEncoder:
     def __init__(self, layers: Sequence[Layer], hidden: int, heads: int, eps: float, precision: str,
                  threads: int = 1) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError as exc:  # chromadb depends on it, so this is a broken install
             raise Unsupported(f"onnxruntime is not installed ({exc})") from None
         self.hidden = hidden
         self.heads = heads
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # minilm.py decides how passes share the cores
-        options.inter_op_num_threads = 1
-        # a server's helper threads sleep between passes instead of spinning on a core
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         try:
             #: int8 weights' levels per sign on this CPU (`weight_levels`; float32 does not use it)
             self.levels = weight_levels() if precision == "int8" else FULL_WEIGHT_LEVELS
             proto, arrays = encoder_graph(layers, hidden, eps, precision, self.levels)
-            # onnxruntime reads the weights from these arrays (they must outlive the session; it keeps
-            # its own packed copies for the matmuls)
-            self._weights = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays.values()]
-            options.add_external_initializers(list(arrays), self._weights)
-            self._session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+            # threads: minilm.py decides how passes share the cores
+            self._session = Session(proto, threads, external=arrays)
         except Exception as exc:  # an onnxruntime without the contrib ops
             raise Unsupported(f"onnxruntime cannot run the {precision} encoder "
                               f"({type(exc).__name__}: {exc})") from None
@@ -230,4 +214,4 @@ class OnnxEncoder:
         feeds = {"x": x, "pad": pad, "unpad": unpad, "mask": bias,
                  "shape4": np.array([b, t, self.heads, self.hidden // self.heads], np.int64),
                  "shape2": np.array([b * t, self.hidden], np.int64)}
-        return self._session.run(["y"], feeds)[0]
+        return self._session.run(feeds)

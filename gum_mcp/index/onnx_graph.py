@@ -1,10 +1,11 @@
 """The protobuf wire format of the few ONNX messages gum_mcp writes (no `onnx` package): tensors, nodes,
-graphs, models. `onnx_encoder` writes MiniLM's encoder with it, `cosines` a matrix product."""
+graphs, models; and `Session`, the one way such a model is run. `onnx_encoder` writes MiniLM's encoder with
+it, `cosines` a matrix product."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,3 +104,29 @@ def model(nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], ou
              + b"".join(_bytes(12, v) for v in outputs))
     opsets = _bytes(8, _bytes(1, "") + _int(2, 17)) + _bytes(8, _bytes(1, MS) + _int(2, 1))
     return _int(1, 8) + opsets + _bytes(7, graph)
+
+
+class Session:
+    """`proto` (a model whose output is "y") on onnxruntime's CPU provider, `threads` threads a run; idle ones
+    sleep instead of spinning on a core (a server shares its cores). `external` arrays are handed over from memory
+    (`Initializers`) and kept here: they must outlive the session. Thread-safe. Raises ImportError without
+    onnxruntime, and onnxruntime's own errors for a model it cannot run."""
+
+    def __init__(self, proto: bytes, threads: int, external: Mapping[str, np.ndarray] | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        external = external or {}
+        # onnxruntime reads these arrays when the session is made and keeps its own packed copies of weights
+        self._values = [ort.OrtValue.ortvalue_from_numpy(array) for array in external.values()]
+        if external:
+            options.add_external_initializers(list(external), self._values)
+        self._session = ort.InferenceSession(proto, options, providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The output "y" for these inputs."""
+        return self._session.run(["y"], dict(feeds))[0]
