@@ -69,18 +69,21 @@ def dedup_search_many(store: Store, index: VectorIndex | None, texts: Sequence[s
     def keyword_side() -> list[list[tuple[int, float]]]:
         return [text_search(store, _COLLECTION, texts[i], n, None, None, None) for i in wanted]
 
-    if index is not None and wanted:  # the keyword side runs in SQLite while the embedder runs (both release the GIL)
+    vectors = vector_hits = None
+    if wanted and index is not None and index.available(_COLLECTION):
+        # the keyword side runs in SQLite while the embedder runs (both release the GIL)
         with ThreadPoolExecutor(1, thread_name_prefix="gum-dedup") as pool:
             keyword = pool.submit(keyword_side)
             vectors = _vectors(index, [texts[i] for i in wanted])
             keyword_hits = keyword.result()
+        if vectors is not None:
+            vector_hits = _vector_hits(store, index, vectors, n)
     else:
-        vectors, keyword_hits = None, keyword_side()
-    vector_hits = _vector_hits(store, index, vectors, n)
+        keyword_hits = keyword_side()
     ranked: dict[int, list[tuple[float, Candidate]]] = {}
     for row, i in enumerate(wanted):
         bm25_hits = keyword_hits[row]
-        if vector_hits is not None and vectors is not None:
+        if vectors is not None and vector_hits is not None:
             cands = merge(index, _COLLECTION, bm25_hits, vector_hits[row], vectors[row], "hybrid")
         else:
             cands = merge(None, _COLLECTION, bm25_hits, [], None, "bm25")
@@ -91,11 +94,9 @@ def dedup_search_many(store: Store, index: VectorIndex | None, texts: Sequence[s
     return [best.get(i, []) for i in range(len(texts))]
 
 
-def _vectors(index: VectorIndex | None, texts: list[str]) -> np.ndarray | None:
+def _vectors(index: VectorIndex, texts: list[str]) -> np.ndarray | None:
     """The texts' embeddings in one call (a draft is compared with propositions as a text, `embed`), or
-    None: no index, or the embedder failed."""
-    if not texts or index is None or not index.available(_COLLECTION):
-        return None
+    None when the embedder failed."""
     try:
         return index.embedder.embed(texts)
     except Exception as exc:  # an embedding API down: keyword candidates still count
@@ -103,11 +104,8 @@ def _vectors(index: VectorIndex | None, texts: list[str]) -> np.ndarray | None:
         return None
 
 
-def _vector_hits(store: Store, index: VectorIndex | None, vectors: np.ndarray | None, n: int
-                 ) -> list[list[VectorHit]] | None:
+def _vector_hits(store: Store, index: VectorIndex, vectors: np.ndarray, n: int) -> list[list[VectorHit]] | None:
     """Each vector's top-n, or None when the vector side failed."""
-    if index is None or vectors is None:
-        return None
     try:
         return vector_search_many(store, index, _COLLECTION, list(vectors), n, None, None, None)
     except Exception as exc:  # the Chroma server down: keyword candidates still count
