@@ -213,16 +213,26 @@ def test_several_queries_in_one_call_find_what_each_finds_alone(
         client.close()
 
 
-def test_the_scan_gives_numpys_cosines_on_onnxruntime_and_off_it() -> None:
+def test_the_scan_gives_numpys_cosines_on_onnxruntime_and_off_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from gum_mcp.index import cosines as scan
 
+    session = scan._onnx_session()
+    assert session is not None  # onnxruntime can run it here
+    ran: list[tuple[int, int]] = []  # the scans that reached onnxruntime: (rows, queries)
+
+    class Counting:
+        def run(self, feeds):
+            ran.append((len(feeds["a"]), feeds["b"].shape[1]))
+            return session.run(feeds)
+
+    monkeypatch.setattr(scan, "_onnx_session", Counting)
     rng = np.random.default_rng(5)
     for n, m in ((10_000, 5), (10_000, 1), (300, 1), (0, 3)):
         rows, queries = rng.normal(size=(n, 384)).astype(np.float32), rng.normal(size=(m, 384)).astype(np.float32)
         got = scan.cosines(rows, queries)
         assert got.shape == (m, n) and got.dtype == np.float32 and got.flags.c_contiguous
         np.testing.assert_allclose(got, (rows @ queries.T).T, rtol=1e-4, atol=1e-4)
-    assert scan._onnx_session() is not None  # the large scans above ran on onnxruntime
+    assert ran == [(10_000, 5), (10_000, 1)]  # the large ones on onnxruntime; the small and the empty in numpy
 
 
 def test_decrypt_to_copies_the_index_in_plaintext_and_the_copy_opens_without_a_key(tmp_path: Path, embedder) -> None:
