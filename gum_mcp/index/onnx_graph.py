@@ -4,6 +4,7 @@ it, `cosines` a matrix product."""
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -115,6 +116,8 @@ class Session:
     def __init__(self, proto: bytes, threads: int, external: Mapping[str, np.ndarray] | None = None) -> None:
         import onnxruntime as ort
 
+        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1":  # see gum_mcp/__init__.py: it is; and where
+            ort.disable_telemetry_events()  # something imported onnxruntime before gum_mcp, stop what we can
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
