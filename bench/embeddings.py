@@ -2,6 +2,7 @@
 
     python bench/embeddings.py [--runs 5] [--texts 256] [--precision float32|int8]
     python bench/embeddings.py --compare-with /tmp/today [--runs 5]   # side by side, alternating
+    ... --short    # short sentences (~5-10 word pieces) instead of propositions
 
 `--compare-with PATH` runs other code (e.g. `git worktree add /tmp/today HEAD`) and this checkout in fresh
 processes, alternately run by run (load from other processes falls on both alike): the other code in float32,
@@ -66,10 +67,25 @@ def propositions(count: int, seed: int = 7) -> list[str]:
     return texts
 
 
+SHORT = ["prefers dark mode", "is on a call", "reads the news", "plans a trip to Lisbon", "writes Rust",
+         "skips lunch on Fridays", "uses Obsidian for notes", "trains for a half marathon", "reviews a pull request",
+         "listens to lo-fi music", "drafts the Q4 budget", "is learning Spanish"]
+
+
+def short_sentences(count: int, seed: int = 7) -> list[str]:
+    """Short sentences (~5-10 word pieces with [CLS] and [SEP]): the issue's "short sentences"."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        text = f"{rng.choice(PEOPLE)} {rng.choice(SHORT)}."
+        texts.append(text[0].upper() + text[1:])
+    return texts
+
+
 BATCHES = (1, 16, 64)
 
 
-def one_run(texts: int, precision: str) -> dict:
+def one_run(texts: int, precision: str, short: bool = False) -> dict:
     """In this process: one timed run of every batch size (after a warm-up), as JSON-able figures."""
     settings = load_settings(env=os.environ)
     model_dir = find_minilm(settings.models_dir)
@@ -80,7 +96,7 @@ def one_run(texts: int, precision: str) -> dict:
     except TypeError:  # older code: one precision for everything
         embedder = MiniLMEmbedder(model_dir, precision) if precision != "float32" else MiniLMEmbedder(model_dir)
     load = time.perf_counter() - started
-    sample = propositions(texts)
+    sample = (short_sentences if short else propositions)(texts)
     embedder.embed(sample[:64])
     rates = {}
     # one search query at a time, as a search embeds it (the model itself: no cache)
@@ -99,7 +115,7 @@ def one_run(texts: int, precision: str) -> dict:
     return {"rates": rates, "load_s": load, "vectors": embedder.embed(sample[:32]).tolist()}
 
 
-def compare(other: str, runs: int, texts: int) -> int:
+def compare(other: str, runs: int, texts: int, short: bool = False) -> int:
     import numpy as np
 
     here = str(Path(__file__).resolve().parents[1])
@@ -109,13 +125,16 @@ def compare(other: str, runs: int, texts: int) -> int:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for run in range(runs):
         for name, code, precision in variants if run % 2 == 0 else reversed(variants):
-            out = subprocess.run([sys.executable, __file__, "--one-run", precision, "--texts", str(texts)],
+            out = subprocess.run([sys.executable, __file__, "--one-run", precision, "--texts", str(texts)]
+                                 + (["--short"] if short else []),
                                  env={**env, "GUM_BENCH_CODE": code}, capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)
                 return out.returncode
             got[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{runs} runs each, alternating; medians (sentences/s); load average now {os.getloadavg()[0]:.2f}")
+    kind = "short sentences" if short else "propositions"
+    print(f"{runs} runs each, alternating; medians (sentences/s); texts: {kind}; "
+          f"load average now {os.getloadavg()[0]:.2f}")
     columns = [str(b) for b in BATCHES] + ["query"]
     print(f"{'':22}" + "".join(f"{f'batch {b}':>12}" for b in BATCHES) + f"{'query':>12}{'load':>10}")
     for name, _, _ in variants:
@@ -143,12 +162,13 @@ def main() -> int:
     parser.add_argument("--precision", default="float32", choices=("float32", "int8"))
     parser.add_argument("--compare-with", metavar="PATH", help="other code to run side by side (see above)")
     parser.add_argument("--one-run", metavar="PRECISION", help=argparse.SUPPRESS)
+    parser.add_argument("--short", action="store_true", help="short sentences instead of propositions")
     args = parser.parse_args()
     if args.one_run:
-        print(json.dumps(one_run(args.texts, args.one_run)))
+        print(json.dumps(one_run(args.texts, args.one_run, args.short)))
         return 0
     if args.compare_with:
-        return compare(args.compare_with, args.runs, args.texts)
+        return compare(args.compare_with, args.runs, args.texts, args.short)
 
     settings = load_settings(env=os.environ)
     model_dir = find_minilm(settings.models_dir)
@@ -163,12 +183,13 @@ def main() -> int:
         MiniLM(model_dir).embed(["warm up"])
         loads.append(time.perf_counter() - start)
     embedder = MiniLMEmbedder(model_dir, args.precision) if args.precision != "float32" else MiniLMEmbedder(model_dir)
-    texts = propositions(args.texts)
+    texts = (short_sentences if args.short else propositions)(args.texts)
     pieces = [len(ids) for ids in embedder.model.token_ids(texts)]
     print(f"model: {embedder.name} ({embedder.dim} dims) from {model_dir}")
     print(f"load time (weights + tokenizer + first call): first {loads[0] * 1000:.0f} ms, "
           f"median {statistics.median(loads) * 1000:.0f} ms")
-    print(f"texts: {len(texts)} propositions, word pieces per text: median {statistics.median(pieces):.0f}, "
+    kind = "short sentences" if args.short else "propositions"
+    print(f"texts: {len(texts)} {kind}, word pieces per text: median {statistics.median(pieces):.0f}, "
           f"max {max(pieces)}")
     print(f"cpus: {os.cpu_count()}, OpenBLAS threads per matmul: {openblas_threads()}, "
           f"forward passes in parallel: {embedder.model.workers}, load average: {os.getloadavg()[0]:.2f}")

@@ -132,6 +132,33 @@ def test_a_pass_on_onnxruntime_computes_no_padding(models_dir, precision: str) -
     np.testing.assert_allclose(together, alone, atol=2e-5)
 
 
+def test_a_call_of_short_texts_keeps_every_worker_busy(models_dir) -> None:
+    """int8 passes are single-threaded and long (1024 tokens): 64 short texts fitted one pass, so one core did
+    the whole call while the other idled. They are now shared among the workers in passes of about equal size."""
+    from gum_mcp.index.minilm import MiniLM
+
+    model = MiniLM(models_dir, "int8")
+    if model.workers < 2:
+        pytest.skip("one usable CPU: one worker")
+    encoder, passes = model._encoder, []
+
+    def recording(x, *rest):
+        passes.append(x.shape[0])
+        return encoder(x, *rest)
+
+    model._encoder = recording
+    texts = [f"{name} {habit}." for name in ("Mei", "Sam", "Alex", "Priya") for habit in (
+        "prefers dark mode", "is on a call", "reads the news", "writes Rust", "skips lunch", "uses Obsidian",
+        "trains for a race", "drafts the budget", "learns Spanish", "reviews code", "plans a trip", "likes tea",
+        "runs at dawn", "takes notes", "codes late", "avoids meetings")]
+    vectors = model.embed(texts)
+    rows = passes
+    assert len(texts) == 64 and sum(rows) <= model.token_budget  # it would fit one pass
+    assert len(rows) % model.workers == 0 and max(rows) - min(rows) <= max(map(len, model.token_ids(texts)))
+    alone = np.stack([model.embed([text])[0] for text in texts[::9]])
+    np.testing.assert_allclose(vectors[::9], alone, atol=2e-5)
+
+
 def test_int8_does_not_depend_on_the_batch(models_dir) -> None:
     fast = MiniLMEmbedder(models_dir, "int8")
     together = fast.embed(SENTENCES)

@@ -26,7 +26,9 @@ done in place where numpy allows.
 Cores: a call of several passes runs them on `workers` threads (the caller plus a small pool). numpy
 runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread hand-offs than
 they gain), so one pass per core; onnxruntime gives each float32 pass two cores (a single query or long
-text finishes sooner) and each int8 pass one (ONNX_PASS_THREADS).
+text finishes sooner) and each int8 pass one (ONNX_PASS_THREADS). Where passes run one per core, a call's
+texts are shared among the workers in passes of about equal size (`_batches`), so no core idles while
+another finishes the call.
 
 Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
 arrays. A gate admits at most `workers` passes at once across all calls, one-pass calls (queries)
@@ -144,6 +146,9 @@ INT8_TOKEN_BUDGET = 1024
 #: Threads for a query's pass (`embed_query`): a query is one short pass, and with two cores an int8 one
 #: takes 1.6 ms against 2.0 ms on one (bench/embeddings.py prints it); float32 on two takes 3.6 ms.
 QUERY_PASS_THREADS = 2
+#: The fewest tokens `_batches` cuts a pass down to when it shares a call's texts among the workers: below
+#: that, another pass costs more in fixed overhead than the second core gives back.
+MIN_PASS_TOKENS = 48
 log = logging.getLogger("gum_mcp.index")
 
 
@@ -304,8 +309,8 @@ class MiniLM:
             return out
         ids = self.token_ids(texts)
         batches = self._batches(ids)
-        # A call of one pass (a query) goes before the passes of bulk calls waiting for a slot.
-        priority = 0 if len(batches) == 1 else 1
+        # A call that fits one pass (a query, a few drafts) goes before the passes of bulk calls waiting for a slot.
+        priority = 0 if sum(map(len, ids)) <= self.token_budget and len(ids) <= self.max_batch else 1
         pending = iter(batches)
         take = threading.Lock()
 
@@ -330,16 +335,29 @@ class MiniLM:
     # -- internals
 
     def _batches(self, ids: list[list[int]]) -> list[list[int]]:
-        """Group text indices by length (shortest first) so each batch pads little."""
+        """Group text indices by length (shortest first) so each batch pads little, in passes of at most
+        `token_budget` tokens and `max_batch` texts. With several workers, the passes come in a multiple of
+        `workers` of about equal size, so every core works to the end of the call: int8's passes are long
+        (1024 tokens) and single-threaded, and 64 short texts, one pass, ran on one core while the other
+        idled (bench/embeddings.py --short). Passes are not cut below MIN_PASS_TOKENS."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        total = sum(len(x) for x in ids)
+        passes = max(-(-total // self.token_budget), -(-len(ids) // self.max_batch))
+        if self.workers > 1:
+            passes = -(-passes // self.workers) * self.workers
+            passes = max(1, min(passes, total // MIN_PASS_TOKENS))
+        share = -(-total // passes)  # tokens a pass aims at
         batches: list[list[int]] = []
         current: list[int] = []
+        held = 0
         for index in order:
             length = len(ids[index])  # sorted: the longest of the batch so far
-            if current and ((len(current) + 1) * length > self.token_budget or len(current) >= self.max_batch):
+            if current and (held >= share or (len(current) + 1) * length > self.token_budget
+                            or len(current) >= self.max_batch):
                 batches.append(current)
-                current = []
+                current, held = [], 0
             current.append(index)
+            held += length
         if current:
             batches.append(current)
         return batches
