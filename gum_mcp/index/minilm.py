@@ -25,10 +25,10 @@ done in place where numpy allows.
 
 Cores: a call of several passes runs them on `workers` threads (the caller plus a small pool). numpy
 runs OpenBLAS with one thread (gum_mcp/__init__.py: small matmuls lose more to thread hand-offs than
-they gain), so one pass per core; onnxruntime gives each float32 pass two cores (a single query or long
-text finishes sooner) and each int8 pass one (ONNX_PASS_THREADS). Where passes run one per core, a call's
+they gain), so one pass per core; onnxruntime runs each pass on one core too (ONNX_PASS_THREADS). A call's
 texts are shared among the workers in passes of about equal size (`_batches`), so no core idles while
-another finishes the call.
+another finishes the call. A search query's pass, when queries have their own precision (int8 by default),
+has two cores (QUERY_PASS_THREADS).
 
 Thread-safe: the weights and the tokenizer are read-only after loading and every call works on its own
 arrays. A gate admits at most `workers` passes at once across all calls, one-pass calls (queries)
@@ -135,11 +135,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 #: "onnx": the encoder layers on onnxruntime (numpy when onnxruntime cannot run them, float32 only); "numpy":
 #: the reference implementation below, float32 only.
 BACKENDS = ("onnx", "numpy")
-#: Threads per forward pass on onnxruntime, by precision. float32: one pass on two cores takes 0.55-0.7x the
-#: time of a pass on one (a query, the engine's one long audit query), while bulk throughput drops by a
-#: tenth against two one-core passes side by side (bench/embeddings.py). int8 passes are cheap enough that
-#: the hand-offs eat the gain (bulk -20%), so one core each.
-ONNX_PASS_THREADS = {"float32": 2, "int8": 1}
+#: Threads per forward pass of `embed` on onnxruntime. One pass on two cores takes 0.55-0.7x the time of a pass
+#: on one, but a call's passes run one per core side by side (`_batches` shares them out), which does more:
+#: in float32, 64 propositions took 366 against 509 ms, 64 short sentences 177 against 205 ms and the engine's
+#: 5 drafts 34.5 against 36.9 ms (two passes); a single text alone takes longer (14.5 against 11.7 ms). int8
+#: passes lose even more to the hand-offs (bulk -20% on two threads).
+ONNX_PASS_THREADS = 1
 #: Tokens per forward pass in int8: onnxruntime's fixed cost per run is paid over more tokens. (float32 is
 #: fastest at the numpy budget: its larger activations stay in cache.)
 INT8_TOKEN_BUDGET = 1024
@@ -242,7 +243,7 @@ class MiniLM:
         if backend == "onnx":
             try:
                 self._encoder = OnnxEncoder(self.layers, self.hidden, self.heads, self.eps, precision,
-                                            threads=min(ONNX_PASS_THREADS[precision], cpus))
+                                            threads=min(ONNX_PASS_THREADS, cpus))
             except Unsupported as exc:
                 if precision != "float32":
                     raise
@@ -264,7 +265,7 @@ class MiniLM:
                 self.token_budget = INT8_TOKEN_BUDGET
         # passes at once: numpy runs one per core (single-threaded BLAS), onnxruntime one per ONNX_PASS_THREADS
         self.workers = (default_workers() if self._encoder is None
-                        else max(1, min(cpus // ONNX_PASS_THREADS[precision], 8)))
+                        else max(1, min(cpus // ONNX_PASS_THREADS, 8)))
         self._gate = _Gate(self.workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
