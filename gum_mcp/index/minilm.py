@@ -339,23 +339,27 @@ class MiniLM:
         """Group text indices by length (shortest first) so each batch pads little, in passes of at most
         `token_budget` tokens and `max_batch` texts. With several workers, the passes come in a multiple of
         `workers` of about equal size, so every core works to the end of the call: int8's passes are long
-        (1024 tokens) and single-threaded, and 64 short texts, one pass, ran on one core while the other
-        idled (bench/embeddings.py --short). Passes are not cut below MIN_PASS_TOKENS."""
+        (1024 tokens), and 64 short texts, one pass, ran on one core while the other idled
+        (bench/embeddings.py --short). Passes are not cut below MIN_PASS_TOKENS."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         total = sum(len(x) for x in ids)
         passes = max(-(-total // self.token_budget), -(-len(ids) // self.max_batch))
         if self.workers > 1:
             passes = -(-passes // self.workers) * self.workers
             passes = max(1, min(passes, total // MIN_PASS_TOKENS))
-        share = -(-total // passes)  # tokens a pass aims at
         batches: list[list[int]] = []
         current: list[int] = []
-        held = 0
+        held, left = 0, total  # tokens in `current`; tokens not yet in a finished pass
         for index in order:
             length = len(ids[index])  # sorted: the longest of the batch so far
-            if current and (held >= share or (len(current) + 1) * length > self.token_budget
+            # the rest is shared among the passes still planned; this text goes to the next pass if most of it
+            # lies past the current pass's share (a pass cut early by the budget leaves more for the others)
+            past_share = held >= MIN_PASS_TOKENS and (held + length / 2) * passes > left
+            if current and (past_share or (len(current) + 1) * length > self.token_budget
                             or len(current) >= self.max_batch):
                 batches.append(current)
+                left -= held
+                passes = max(1, passes - 1)
                 current, held = [], 0
             current.append(index)
             held += length
