@@ -52,9 +52,9 @@ def _onnx_session() -> Session | None:
             try:
                 from gum_mcp.index.minilm import usable_cpus
 
-                proto = model([node("MatMul", ["a", "b"], ["y"])], [],
+                proto = model("cosines", [node("MatMul", ["a", "b"], ["y"])], [],
                               [value_info("a", FLOAT, ["n", "d"]), value_info("b", FLOAT, ["d", "m"])],
-                              [value_info("y", FLOAT, ["n", "m"])], name="cosines")
+                              [value_info("y", FLOAT, ["n", "m"])])
                 _session = Session(proto, max(1, min(THREADS, usable_cpus())))
             except Exception as exc:  # no onnxruntime, or one that cannot run it: numpy does the scan
                 log.info("vector scans run in numpy (%s: %s)", type(exc).__name__, exc)

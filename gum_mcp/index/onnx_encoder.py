@@ -74,7 +74,7 @@ def integer_matmul(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
     k, n = weights.shape
     inits = [tensor("w", weights), tensor("as", np.array(1.0, np.float32)), tensor("ws", np.ones(n, np.float32)),
              tensor("az", np.array(128, np.uint8))]
-    proto = model([node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], MS)], inits,
+    proto = model("integer_matmul", [node("MatMulIntegerToFloat", ["a", "w", "as", "ws", "az"], ["y"], MS)], inits,
                   [value_info("a", UINT8, ["m", k])], [value_info("y", FLOAT, ["m", n])])
     return Session(proto, threads=1).run({"a": activations})
 
@@ -182,7 +182,8 @@ def encoder_graph(layers: Sequence[Layer], hidden: int, eps: float, precision: s
     inputs = [value_info("x", FLOAT, ["tokens", hidden]), value_info("pad", INT64, ["slots"]),
               value_info("unpad", INT64, ["tokens"]), value_info("mask", FLOAT, ["b", 1, 1, "t"]),
               value_info("shape4", INT64, [4]), value_info("shape2", INT64, [2])]
-    return model(nodes, inits.protos, inputs, [value_info("y", FLOAT, ["tokens", hidden])]), inits.arrays
+    outputs = [value_info("y", FLOAT, ["tokens", hidden])]
+    return model("minilm_encoder", nodes, inits.protos, inputs, outputs), inits.arrays
 
 
 class OnnxEncoder:

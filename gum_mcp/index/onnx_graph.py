@@ -4,7 +4,6 @@ it, `cosines` a matrix product."""
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -97,8 +96,8 @@ def node(op: str, inputs: Sequence[str], outputs: Sequence[str], domain: str = "
             + (_bytes(7, domain) if domain else b""))
 
 
-def model(nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], outputs: list[bytes],
-          name: str = "minilm_encoder") -> bytes:
+def model(name: str, nodes: list[bytes], initializers: list[bytes], inputs: list[bytes], outputs: list[bytes]
+          ) -> bytes:
     """ModelProto: ir_version (1), graph (7: node 1, name 2, initializer 5, input 11, output 12), opset_import (8)."""
     graph = (b"".join(_bytes(1, n) for n in nodes) + _bytes(2, name)
              + b"".join(_bytes(5, t) for t in initializers) + b"".join(_bytes(11, v) for v in inputs)
@@ -116,8 +115,6 @@ class Session:
     def __init__(self, proto: bytes, threads: int, external: Mapping[str, np.ndarray] | None = None) -> None:
         import onnxruntime as ort
 
-        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1":  # see gum_mcp/__init__.py: it is; and where
-            ort.disable_telemetry_events()  # something imported onnxruntime before gum_mcp, stop what we can
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
