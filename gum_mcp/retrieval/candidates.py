@@ -150,8 +150,9 @@ def records(
     """Read the records from SQLite: the truth. Leaves out what the index still has but the store no longer
     does, and applies the filters to live values (the vector side may have been over-fetched)."""
     keep: dict[int, Proposition | Observation] = {}
+    unique = list(dict.fromkeys(ids))
     if collection == "propositions":
-        for item_id, item in store.get_propositions(list(dict.fromkeys(ids))).items():
+        for item_id, item in store.get_propositions(unique).items():
             if item.retired_at is not None or item.text is None:
                 continue
             if (since is not None and item.last_supported_at < since) or (
@@ -162,7 +163,7 @@ def records(
                 continue
             keep[item_id] = item
     else:
-        for item_id, obs in store.get_observations(list(dict.fromkeys(ids))).items():
+        for item_id, obs in store.get_observations(unique).items():
             if obs.content is None:
                 continue
             if (since is not None and obs.observed_at < since) or (until is not None and obs.observed_at >= until):
