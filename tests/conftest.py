@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import anyio
@@ -50,6 +50,21 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
     overrides.setdefault("encrypt", False)
     overrides.setdefault("policy_file", OPEN_POLICY)
     return load_settings(env=env, cwd=data_dir, data_dir=data_dir, **overrides)
+
+
+def seeded_with_index(data_dir: Path, texts: Iterable[str]) -> None:
+    """`data_dir` holding `texts` as current propositions, and their vector index on disk before any server
+    starts (as `gum-mcp reindex` leaves it)."""
+    from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
+    from gum_mcp.index.vector_index import run_reindex
+
+    settings = make_settings(data_dir)
+    texts = list(texts)
+    with Store.open(settings) as store:
+        for text in texts:
+            draft = PropositionDraft(text=text, confidence=7, decay=5)
+            store.complete_batch(BatchResult(observation_ids=(), new=(NewProposition(draft=draft),)))
+    assert run_reindex(settings) == len(texts)
 
 
 @pytest.fixture

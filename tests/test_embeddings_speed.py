@@ -110,6 +110,18 @@ def test_without_onnxruntime_float32_falls_back_to_numpy_and_int8_to_float32(mod
     assert "embedding with numpy" in done.stderr and "int8 embeddings are unavailable" in done.stderr
 
 
+def record_passes(model) -> list[int]:
+    """The rows (tokens) of every pass `model` runs on onnxruntime from now on, in order."""
+    encoder, rows = model._encoder, []
+
+    def recording(x, *rest):
+        rows.append(x.shape[0])
+        return encoder(x, *rest)
+
+    model._encoder = recording
+    return rows
+
+
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_a_pass_on_onnxruntime_computes_no_padding(models_dir, precision: str) -> None:
     """Texts of mixed lengths share a pass, yet the encoder gets their real tokens only (attention alone lays
@@ -117,13 +129,7 @@ def test_a_pass_on_onnxruntime_computes_no_padding(models_dir, precision: str) -
     from gum_mcp.index.minilm import MiniLM
 
     model = MiniLM(models_dir, precision)
-    encoder, rows = model._encoder, []
-
-    def counting(x, *rest):
-        rows.append(x.shape[0])
-        return encoder(x, *rest)
-
-    model._encoder = counting
+    rows = record_passes(model)
     texts = ["keeps notes", *SENTENCES[:4], SENTENCES[-1]]
     together = model.embed(texts)
     lengths = [len(ids) for ids in model.token_ids(texts)]
@@ -140,19 +146,12 @@ def test_a_call_of_short_texts_keeps_every_worker_busy(models_dir) -> None:
     model = MiniLM(models_dir, "int8")
     if model.workers < 2:
         pytest.skip("one usable CPU: one worker")
-    encoder, passes = model._encoder, []
-
-    def recording(x, *rest):
-        passes.append(x.shape[0])
-        return encoder(x, *rest)
-
-    model._encoder = recording
+    rows = record_passes(model)
     texts = [f"{name} {habit}." for name in ("Mei", "Sam", "Alex", "Priya") for habit in (
         "prefers dark mode", "is on a call", "reads the news", "writes Rust", "skips lunch", "uses Obsidian",
         "trains for a race", "drafts the budget", "learns Spanish", "reviews code", "plans a trip", "likes tea",
         "runs at dawn", "takes notes", "codes late", "avoids meetings")]
     vectors = model.embed(texts)
-    rows = passes
     assert len(texts) == 64 and sum(rows) <= model.token_budget  # it would fit one pass
     longest = max(map(len, model.token_ids(texts)))
     assert len(rows) == min(model.workers, sum(rows) // MIN_PASS_TOKENS) and max(rows) - min(rows) <= 2 * longest

@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
-from gum_mcp.index.vector_index import run_reindex
-from gum_mcp.store import Store
-from tests.conftest import PYTHON, REPO, gum_env, make_settings
+from tests.conftest import PYTHON, REPO, gum_env, seeded_with_index
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -25,11 +22,7 @@ def files_under(root: Path) -> list[str]:
 async def test_the_server_embeds_without_onnxruntime_writing_or_queueing_telemetry(tmp_path: Path) -> None:
     data_dir, home = tmp_path / "data", tmp_path / "home"
     home.mkdir()
-    settings = make_settings(data_dir)
-    with Store.open(settings) as store:
-        draft = PropositionDraft(text="Priya is training for the Porto half marathon in March.", confidence=7, decay=5)
-        store.complete_batch(BatchResult(observation_ids=(), new=(NewProposition(draft=draft),)))
-    assert run_reindex(settings) == 1
+    seeded_with_index(data_dir, ["Priya is training for the Porto half marathon in March."])
     # the server's own environment: the opt-out this test process inherited from importing gum_mcp is removed,
     # and the home (where onnxruntime keeps its device id and event queue) is an empty folder of this test's
     env = {k: v for k, v in gum_env(data_dir, HOME=str(home)).items()

@@ -8,10 +8,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
-from gum_mcp.index.vector_index import run_reindex
-from gum_mcp.store import Store
-from tests.conftest import PYTHON, REPO, gum_env, make_settings
+from tests.conftest import PYTHON, REPO, gum_env, seeded_with_index
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -23,18 +20,9 @@ FACTS = (
 )
 
 
-def seeded_with_index(data_dir: Path) -> None:
-    settings = make_settings(data_dir)
-    with Store.open(settings) as store:
-        for text in FACTS:
-            draft = PropositionDraft(text=text, confidence=7, decay=5)
-            store.complete_batch(BatchResult(observation_ids=(), new=(NewProposition(draft=draft),)))
-    assert run_reindex(settings) == len(FACTS)  # the index is on disk before any server starts
-
-
 async def test_a_fresh_process_per_call_gets_hybrid_results(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    seeded_with_index(data_dir)
+    seeded_with_index(data_dir, FACTS)
     params = StdioServerParameters(command=PYTHON, args=["-m", "gum_mcp", "serve"], env=gum_env(data_dir),
                                    cwd=REPO)
     for mode in ("legacy", "2026-07-28", "legacy"):  # each call its own server, as a per-call client does
