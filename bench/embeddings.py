@@ -62,8 +62,7 @@ def propositions(count: int, seed: int = 7) -> list[str]:
     texts = []
     for _ in range(count):
         person, other = rng.sample(PEOPLE, 2)
-        text = f"{person} {rng.choice(SUBJECTS).format(other=other)}{rng.choice(QUALIFIERS)}."
-        texts.append(text[0].upper() + text[1:])
+        texts.append(_capitalised(f"{person} {rng.choice(SUBJECTS).format(other=other)}{rng.choice(QUALIFIERS)}."))
     return texts
 
 
@@ -75,11 +74,15 @@ SHORT = ["prefers dark mode", "is on a call", "reads the news", "plans a trip to
 def short_sentences(count: int, seed: int = 7) -> list[str]:
     """Short sentences (~5-10 word pieces with [CLS] and [SEP]): the issue's "short sentences"."""
     rng = random.Random(seed)
-    texts = []
-    for _ in range(count):
-        text = f"{rng.choice(PEOPLE)} {rng.choice(SHORT)}."
-        texts.append(text[0].upper() + text[1:])
-    return texts
+    return [_capitalised(f"{rng.choice(PEOPLE)} {rng.choice(SHORT)}.") for _ in range(count)]
+
+
+def bench_texts(count: int, short: bool) -> list[str]:
+    return (short_sentences if short else propositions)(count)
+
+
+def _capitalised(text: str) -> str:
+    return text[0].upper() + text[1:]
 
 
 BATCHES = (1, 16, 64)
@@ -96,7 +99,7 @@ def one_run(texts: int, precision: str, short: bool = False) -> dict:
     except TypeError:  # older code: one precision for everything
         embedder = MiniLMEmbedder(model_dir, precision) if precision != "float32" else MiniLMEmbedder(model_dir)
     load = time.perf_counter() - started
-    sample = (short_sentences if short else propositions)(texts)
+    sample = bench_texts(texts, short)
     embedder.embed(sample[:64])
     rates = {}
     # one search query at a time, as a search embeds it (the model itself: no cache)
@@ -183,7 +186,7 @@ def main() -> int:
         MiniLM(model_dir).embed(["warm up"])
         loads.append(time.perf_counter() - start)
     embedder = MiniLMEmbedder(model_dir, args.precision) if args.precision != "float32" else MiniLMEmbedder(model_dir)
-    texts = (short_sentences if args.short else propositions)(args.texts)
+    texts = bench_texts(args.texts, args.short)
     pieces = [len(ids) for ids in embedder.model.token_ids(texts)]
     print(f"model: {embedder.name} ({embedder.dim} dims) from {model_dir}")
     print(f"load time (weights + tokenizer + first call): first {loads[0] * 1000:.0f} ms, "
