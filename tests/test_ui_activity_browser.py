@@ -22,9 +22,11 @@ from tests.ui_browser import (
     UIProcess,
     accessibility_problems,
     chrome,
+    load,
     quit_chrome,
     require_chromium,
     size,
+    sticking_out,
 )
 from tests.ui_seed import seed, seed_more
 
@@ -72,7 +74,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page2]:
     try:
         driver = chrome(1280, 800)
         page = Page2(driver, ui, data_dir, ids, tmp_path_factory.mktemp("ui2-screenshots"))
-        driver.get(ui.link)
+        load(driver, ui.link)
         page.wait(lambda d: d.title.startswith("What I believe about you"))
         yield page
     finally:
@@ -296,8 +298,8 @@ def test_readable_in_a_narrow_window(page: Page2) -> None:
         for path in NEW_PAGES:
             size(page.driver, 420, 800)
             page.open(path)
-            overflow = page.driver.execute_script("return document.documentElement.scrollWidth")
-            assert overflow <= 420, (path, overflow)
+            wide = sticking_out(page.driver, 420)
+            assert wide["scrollWidth"] <= 420, (path, wide)
             page.shot(re.sub(r"\W+", "-", path.strip("/")) + "-420", width=420)
     finally:
         size(page.driver, 1280, 800)

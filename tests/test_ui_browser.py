@@ -19,9 +19,11 @@ from tests.ui_browser import (
     accessibility_problems,
     chrome,
     full_screenshot,
+    load,
     quit_chrome,
     require_chromium,
     size,
+    sticking_out,
 )
 from tests.ui_seed import seed
 
@@ -35,7 +37,7 @@ class Page:
         self.driver, self.ui, self.data_dir, self.ids, self.shots = driver, ui, data_dir, ids, shots
 
     def open(self, path: str) -> None:
-        self.driver.get(self.ui.base + path)
+        load(self.driver, self.ui.base + path)
 
     def wait(self, condition, timeout: float = 15):
         from selenium.webdriver.support.ui import WebDriverWait
@@ -95,18 +97,18 @@ def signed_in(page: Page) -> Page:
     """Signed in: through the link, unless the first test already used it (in this browser)."""
     page.open("/")
     if page.driver.get_cookie("gum_session") is None:
-        page.driver.get(page.ui.link)
+        load(page.driver, page.ui.link)
     page.wait(lambda d: d.title.startswith("What I believe about you"))
     return page
 
 
 def test_the_sign_in_link_opens_the_page_once(page: Page) -> None:
     assert page.ui.link.startswith("http://127.0.0.1:") and "/login?token=" in page.ui.link  # $BROWSER was asked
-    page.driver.get(page.ui.link)
+    load(page.driver, page.ui.link)
     page.wait(lambda d: d.title.startswith("What I believe about you"))
     [cookie] = [c for c in page.driver.get_cookies() if c["name"] == "gum_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    page.driver.get(page.ui.link)  # the same link again
+    load(page.driver, page.ui.link)  # the same link again
     assert "This link no longer works" in page.css("h1").text
     page.open("/")  # the session it started goes on
     assert page.css("h1").text == "What I believe about you"
@@ -326,8 +328,8 @@ def test_readable_in_a_narrow_window(signed_in: Page) -> None:
         for name, path in (("beliefs", "/"), ("belief", f"/p/{page.ids['forecast']}"), ("forget", "/forget")):
             size(page.driver, 420, 800)
             page.open(path)
-            overflow = page.driver.execute_script("return document.documentElement.scrollWidth")
-            assert overflow <= 420, (path, overflow)
+            wide = sticking_out(page.driver, 420)
+            assert wide["scrollWidth"] <= 420, (path, wide)
             page.shot(f"{name}-420", width=420)
     finally:
         size(page.driver, 1280, 800)

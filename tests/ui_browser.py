@@ -78,6 +78,36 @@ def quit_chrome(driver) -> None:
         shutil.rmtree(getattr(driver, "gum_profile", ""), ignore_errors=True)
 
 
+def load(driver, url: str, *, timeout: float = 30) -> None:
+    """Open `url` and wait until the new document has loaded, its stylesheet applied. chromedriver's `get` can
+    return while the new page is still "interactive", before app.css applies: a layout measured then is the
+    unstyled page's (a narrow-window check once saw 629 px). The old document is marked first, so that its own
+    "complete" is never taken for the new one's."""
+    driver.execute_script("window.gumLeaving = true")
+    driver.get(url)
+    wait_until(lambda: driver.execute_script("return !window.gumLeaving && document.readyState === 'complete'"),
+               timeout=timeout)
+
+
+def sticking_out(driver, width: int) -> dict:
+    """The page's scroll width and the innermost elements whose right edge passes `width` (tag#id.class, its
+    parent's, the right edge, the start of the text; ones a scroll container clips too), so that a narrow-window
+    failure names what is too wide."""
+    return driver.execute_script("""
+        const width = arguments[0], wide = [];
+        for (const el of document.body.querySelectorAll('*')) {
+          const right = el.getBoundingClientRect().right + window.scrollX;
+          if (right > width + 0.5) wide.push({el, right});
+        }
+        const out = wide.filter(o => !wide.some(w => w.el !== o.el && o.el.contains(w.el)));
+        const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+          + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+        return {scrollWidth: document.documentElement.scrollWidth, elements: out.slice(0, 8).map(o => ({
+          element: name(o.el), parent: o.el.parentElement ? name(o.el.parentElement) : '',
+          right: Math.round(o.right), text: (o.el.textContent || '').trim().slice(0, 80)}))};
+    """, width)
+
+
 def full_screenshot(driver, path: Path, width: int) -> None:
     """The whole page (not only the viewport) at `width`, as a PNG (its height measured at that width)."""
     size(driver, width, 800)
