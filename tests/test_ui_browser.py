@@ -22,8 +22,7 @@ from tests.ui_browser import (
     load,
     quit_chrome,
     require_chromium,
-    size,
-    sticking_out,
+    too_wide,
 )
 from tests.ui_seed import seed
 
@@ -324,15 +323,7 @@ def test_no_serious_accessibility_violations_light_and_dark(signed_in: Page) -> 
 
 def test_readable_in_a_narrow_window(signed_in: Page) -> None:
     page = signed_in
-    try:
-        for name, path in (("beliefs", "/"), ("belief", f"/p/{page.ids['forecast']}"), ("forget", "/forget")):
-            size(page.driver, 420, 800)
-            page.open(path)
-            wide = sticking_out(page.driver, 420)
-            assert wide["scrollWidth"] <= 420, (path, wide)
-            page.shot(f"{name}-420", width=420)
-    finally:
-        size(page.driver, 1280, 800)
+    assert too_wide(page, {"beliefs": "/", "belief": f"/p/{page.ids['forecast']}", "forget": "/forget"}) == {}
 
 
 def test_the_server_refuses_what_the_gate_refuses(signed_in: Page) -> None:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -89,23 +89,39 @@ def load(driver, url: str, *, timeout: float = 30) -> None:
                timeout=timeout)
 
 
-def sticking_out(driver, width: int) -> dict:
-    """The page's scroll width and the innermost elements whose right edge passes `width` (tag#id.class, its
-    parent's, the right edge, the start of the text; ones a scroll container clips too), so that a narrow-window
-    failure names what is too wide."""
-    return driver.execute_script("""
-        const width = arguments[0], wide = [];
-        for (const el of document.body.querySelectorAll('*')) {
-          const right = el.getBoundingClientRect().right + window.scrollX;
-          if (right > width + 0.5) wide.push({el, right});
-        }
-        const out = wide.filter(o => !wide.some(w => w.el !== o.el && o.el.contains(w.el)));
-        const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
-          + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
-        return {scrollWidth: document.documentElement.scrollWidth, elements: out.slice(0, 8).map(o => ({
-          element: name(o.el), parent: o.el.parentElement ? name(o.el.parentElement) : '',
-          right: Math.round(o.right), text: (o.el.textContent || '').trim().slice(0, 80)}))};
-    """, width)
+def too_wide(page, paths: Mapping[str, str], width: int = 420) -> dict[str, dict]:
+    """Each of `paths` (screenshot name -> path) opened in a window `width` px wide and shot (`page` opens and
+    shoots, as for `accessibility_problems`); the ones wider than the window, keyed by path, with the page's
+    scroll width and the innermost elements past the edge (tag#id.class, its parent's, the right edge, the
+    start of the text; ones a scroll container clips too), so that a failure names what is too wide."""
+    problems = {}
+    try:
+        for name, path in paths.items():
+            size(page.driver, width, 800)
+            page.open(path)
+            found = page.driver.execute_script(_PAST_THE_EDGE, width)
+            if found:
+                problems[path] = found
+            page.shot(f"{name}-{width}", width=width)
+    finally:
+        size(page.driver, 1280, 800)
+    return problems
+
+
+_PAST_THE_EDGE = """
+    const width = arguments[0], scrollWidth = document.documentElement.scrollWidth, wide = [];
+    if (scrollWidth <= width) return null;
+    for (const el of document.body.querySelectorAll('*')) {
+      const right = el.getBoundingClientRect().right + window.scrollX;
+      if (right > width + 0.5) wide.push({el, right});
+    }
+    const out = wide.filter(o => !wide.some(w => w.el !== o.el && o.el.contains(w.el)));
+    const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+      + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+    return {scrollWidth, elements: out.slice(0, 8).map(o => ({
+      element: name(o.el), parent: o.el.parentElement ? name(o.el.parentElement) : '',
+      right: Math.round(o.right), text: (o.el.textContent || '').trim().slice(0, 80)}))};
+"""
 
 
 def full_screenshot(driver, path: Path, width: int) -> None:
