@@ -83,7 +83,7 @@ def dedup_search_many(store: Store, index: VectorIndex | None, texts: Sequence[s
     ranked: dict[int, list[tuple[float, Candidate]]] = {}
     for row, i in enumerate(wanted):
         bm25_hits = keyword_hits[row]
-        if vectors is not None and vector_hits is not None:
+        if vector_hits is not None:  # set only when the vectors were made
             cands = merge(index, _COLLECTION, bm25_hits, vector_hits[row], vectors[row], "hybrid")
         else:
             cands = merge(None, _COLLECTION, bm25_hits, [], None, "bm25")
