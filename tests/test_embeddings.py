@@ -535,3 +535,32 @@ def test_openai_embedder_reports_failures(tmp_path: Path) -> None:
                             GUM_LLM_MAX_RETRIES="0", GUM_LLM_TIMEOUT="2")
     embedder, reason = make_embedder(settings)
     assert embedder is None and reason is not None and "unavailable" in reason
+
+
+def test_an_embedding_outage_leaves_the_engines_dedup_search_its_keyword_candidates(
+        tmp_path: Path, embeddings_server: str) -> None:
+    """The engine's dedup search over an index whose embedder (an embeddings API) has gone down: every draft
+    still gets its keyword candidates, as with no index at all, instead of the batch failing."""
+    from gum_mcp.domain import BatchResult, NewProposition, PropositionDraft
+    from gum_mcp.index.vector_index import VectorIndex
+    from gum_mcp.retrieval.dedup import dedup_search_many
+    from gum_mcp.store import Store
+
+    settings = settings_for(tmp_path, GUM_ENCRYPT="0")
+    texts = ["Plans a trip to Lisbon in March", "Keeps a budget spreadsheet", "Is learning Rust"]
+    drafts = ["a trip to Lisbon", "budget spreadsheet for March", "no word in common"]
+    up = OpenAIEmbedder(api_key="sk-test", base_url=embeddings_server, model="local-embed", dim=6)
+    with Store.open(settings) as store:
+        store.complete_batch(BatchResult(observation_ids=(), new=tuple(
+            NewProposition(draft=PropositionDraft(text=t, confidence=7, decay=5)) for t in texts)))
+        with VectorIndex.open(settings, up) as index:
+            index.catch_up(store)
+            assert index.count("propositions") == 3
+        down = OpenAIEmbedder(api_key="sk-test", base_url="http://127.0.0.1:9/v1", model="local-embed", dim=6,
+                              timeout=2, max_retries=0)
+        with VectorIndex.open(settings, down) as index:
+            assert index.available("propositions")  # the vectors are there; only new embeddings fail
+            got = dedup_search_many(store, index, drafts, 5)
+        keyword_only = dedup_search_many(store, None, drafts, 5)
+    assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in keyword_only]
+    assert got[0] and got[1] and got[2] == []
